@@ -11,7 +11,7 @@ setup:  ## virtual environment with the pinned packages + the embedded images (d
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
-	dvc pull --quiet
+	dvc pull --quiet data.dvc
 
 repro:  ## the whole pipeline on the embedded tiny profile
 	dvc repro
