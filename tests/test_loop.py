@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from srlab import loop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def toy_phase(steps: int, checkpoint_every: int = 0) -> tuple[loop.Phase, Accelerator]:
+    """A small regression problem; each step draws its batch from the step's generator."""
+    accelerator = Accelerator(cpu=True)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    torch.nn.init.constant_(model[0].weight, 0.1)  # fixed start, no global seeding
+    torch.nn.init.zeros_(model[0].bias)
+    torch.nn.init.constant_(model[2].weight, -0.2)
+    torch.nn.init.zeros_(model[2].bias)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    target = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
+
+    def loss(step: int, micro: int, gen: torch.Generator) -> torch.Tensor:
+        x = torch.randn(16, 4, generator=gen)
+        return torch.nn.functional.mse_loss(model(x), x @ target)
+
+    def save(folder: Path, models: dict[str, torch.nn.Module]) -> None:
+        torch.save(models["toy"].state_dict(), folder / "toy.pt")
+
+    phase = loop.Phase("toy", steps, {"toy": model}, optimizer, loss, save, checkpoint_every, log_every=1)
+    return phase, accelerator
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return torch.load(folder / "toy.pt", weights_only=True)
+
+
+def test_step_generator_depends_only_on_keys() -> None:
+    a = torch.rand(3, generator=loop.step_generator(0, 5, 1))
+    b = torch.rand(3, generator=loop.step_generator(0, 5, 1))
+    c = torch.rand(3, generator=loop.step_generator(0, 5, 2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
+    phase, acc = toy_phase(6)
+    straight = loop.run_phase(phase, acc, tmp_path / "straight", seed=3)
+
+    phase, acc = toy_phase(3, checkpoint_every=3)
+    loop.run_phase(phase, acc, tmp_path / "resumed", seed=3)  # "interrupted" after step 3
+    phase, acc = toy_phase(6, checkpoint_every=3)  # a new process picks up the checkpoint
+    resumed = loop.run_phase(phase, acc, tmp_path / "resumed", seed=3)
+
+    assert resumed.name == straight.name == "checkpoint-000006"
+    for key, value in weights(straight).items():
+        torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0)
+    rows = (tmp_path / "resumed" / "loss.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]  # no duplicate rows
+    straight_rows = (tmp_path / "straight" / "loss.csv").read_text().splitlines()
+    assert [r.split(",")[:3] for r in straight_rows] == [r.split(",")[:3] for r in rows]  # same losses
+
+
+def test_loss_goes_down(tmp_path: Path) -> None:
+    phase, acc = toy_phase(60)
+    loop.run_phase(phase, acc, tmp_path, seed=0)
+    losses = [float(r.split(",")[2]) for r in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+
+
+def test_crash_while_saving_leaves_no_loadable_checkpoint(tmp_path: Path) -> None:
+    phase, acc = toy_phase(2)
+
+    def broken_save(folder: Path, models: dict[str, torch.nn.Module]) -> None:
+        (folder / "toy.pt").write_bytes(b"half")
+        raise OSError("disk full")
+
+    phase.save = broken_save
+    with pytest.raises(OSError, match="disk full"):
+        loop.run_phase(phase, acc, tmp_path, seed=0)
+    assert loop.checkpoints(tmp_path) == []
+
+
+def test_keeps_only_the_newest_checkpoints(tmp_path: Path) -> None:
+    phase, acc = toy_phase(4, checkpoint_every=1)
+    phase.keep_checkpoints = 2
+    loop.run_phase(phase, acc, tmp_path, seed=0)
+    assert [s for s, _ in loop.checkpoints(tmp_path)] == [3, 4]
+
+
+@pytest.mark.slow
+def test_two_processes_with_gloo_stay_in_sync(tmp_path: Path) -> None:
+    """torchrun --nproc_per_node 2 on the CPU (gloo): gradients are averaged, weights stay equal."""
+    script = ROOT / "tests" / "multiprocess_toy.py"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(script), str(tmp_path)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert rank0["world_size"] == 2
+    for key in rank0["weights"]:
+        torch.testing.assert_close(rank0["weights"][key], rank1["weights"][key], rtol=0, atol=0)
+    assert (tmp_path / "run" / "checkpoint-000003" / "toy.pt").is_file()
