@@ -7,7 +7,8 @@ run would, with no data-loader state to save. The same holds on N processes: eac
 own share from its own seed stream, and Accelerate averages the gradients.
 
 Checkpoints are written to a hidden temporary folder and renamed into place
-(``checkpoint-000100/``), so a crash never leaves a checkpoint that loads but is half-written.
+(``checkpoint-90000/``, named like the authors' release), so a crash never leaves a checkpoint that loads
+but is half-written.
 """
 
 from __future__ import annotations
@@ -126,10 +127,10 @@ def run_phase(phase: Phase, accelerator: Accelerator, out_dir: str | os.PathLike
 
 def _save_state(phase: Phase, accelerator: Accelerator, out_dir: Path, step: int) -> Path:
     """Write checkpoint-{step}/ atomically (main process), then prune old ones."""
-    final = out_dir / f"checkpoint-{step:06d}"
+    final = out_dir / f"checkpoint-{step}"
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        tmp = out_dir / f".checkpoint-{step:06d}.partial"
+        tmp = out_dir / f".checkpoint-{step}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         unwrapped = {k: accelerator.unwrap_model(m) for k, m in phase.models.items()}
