@@ -52,7 +52,7 @@ def gaussian_window(
 
 
 def tiled(
-    fn: Callable[[torch.Tensor], torch.Tensor],
+    fn: Callable[[torch.Tensor, Box], torch.Tensor],
     x: torch.Tensor,
     tile: int,
     overlap: int,
@@ -61,20 +61,21 @@ def tiled(
 ) -> torch.Tensor:
     """Apply ``fn`` to overlapping tiles of ``x`` (B, C, H, W) and blend the results.
 
-    ``fn`` maps a (B, C, h, w) tile to (B, C', h*scale, w*scale); ``scale`` must map tile borders to
+    ``fn(tile, box)`` maps a (B, C, h, w) tile at ``box`` = (top, left, h, w) of ``x`` (so it can cut
+    matching regions of other inputs) to (B, C', h*scale, w*scale); ``scale`` must map tile borders to
     whole pixels (e.g. 8 for a VAE decoder, 1/8 for its encoder with tile and overlap multiples of 8).
     A map that fits in one tile is passed to ``fn`` whole.
     """
     b, _, h, w = x.shape
     boxes = tile_boxes(h, w, tile, overlap)
     if len(boxes) == 1:
-        return fn(x)
+        return fn(x, (0, 0, h, w))
     scale = Fraction(scale).limit_denominator(64)
     out_h, out_w = _scaled(h, scale), _scaled(w, scale)
     out: torch.Tensor | None = None
     weight = torch.zeros(1, 1, out_h, out_w, device=x.device, dtype=torch.float32)
     for top, left, th, tw in boxes:
-        y = fn(x[:, :, top : top + th, left : left + tw])
+        y = fn(x[:, :, top : top + th, left : left + tw], (top, left, th, tw))
         oh, ow = _scaled(th, scale), _scaled(tw, scale)
         if y.shape[-2:] != (oh, ow):
             raise ValueError(

@@ -21,34 +21,38 @@ def test_tile_starts_cover_and_align_to_end() -> None:
 
 def test_pointwise_fn_is_reproduced_exactly_by_tiles() -> None:
     x = torch.randn(2, 4, 37, 53)
-    out = tiling.tiled(lambda t: t * 2 + 1, x, tile=16, overlap=6)
+    out = tiling.tiled(lambda t, _: t * 2 + 1, x, tile=16, overlap=6)
     torch.testing.assert_close(out, x * 2 + 1)
 
 
 def test_scaled_tiles_match_whole_upsampling() -> None:
     x = torch.randn(1, 3, 24, 40)
 
-    def up(t: torch.Tensor) -> torch.Tensor:
+    def up(t: torch.Tensor, _: tiling.Box) -> torch.Tensor:
         return F.interpolate(t, scale_factor=8, mode="nearest")
 
-    torch.testing.assert_close(tiling.tiled(up, x, tile=16, overlap=8, scale=8), up(x))
+    torch.testing.assert_close(tiling.tiled(up, x, tile=16, overlap=8, scale=8), up(x, (0, 0, 24, 40)))
 
-    def down(t: torch.Tensor) -> torch.Tensor:
+    def down(t: torch.Tensor, _: tiling.Box) -> torch.Tensor:
         return F.avg_pool2d(t, 8)
 
     big = torch.randn(1, 3, 192, 320)
-    torch.testing.assert_close(tiling.tiled(down, big, tile=128, overlap=64, scale=1 / 8), down(big))
+    torch.testing.assert_close(
+        tiling.tiled(down, big, tile=128, overlap=64, scale=1 / 8), down(big, (0, 0, 192, 320))
+    )
 
 
 def test_single_tile_calls_fn_once_on_the_whole_map() -> None:
     calls = []
-    tiling.tiled(lambda t: calls.append(t.shape) or t, torch.zeros(1, 1, 8, 8), tile=16, overlap=4)
-    assert calls == [torch.Size([1, 1, 8, 8])]
+    tiling.tiled(
+        lambda t, box: calls.append((t.shape, box)) or t, torch.zeros(1, 1, 8, 8), tile=16, overlap=4
+    )
+    assert calls == [(torch.Size([1, 1, 8, 8]), (0, 0, 8, 8))]
 
 
 def test_tile_scale_mismatch_is_reported() -> None:
     with pytest.raises(ValueError, match="expected"):
-        tiling.tiled(lambda t: t[..., :-1], torch.zeros(1, 1, 40, 40), tile=16, overlap=4)
+        tiling.tiled(lambda t, _: t[..., :-1], torch.zeros(1, 1, 40, 40), tile=16, overlap=4)
 
 
 def test_adain_matches_reference_statistics() -> None:
@@ -72,3 +76,14 @@ def test_wavelet_split_is_exact_and_fix_takes_reference_colour() -> None:
     with pytest.raises(ValueError, match="unknown colour fix"):
         colorfix.color_fix(image, image, "magic")
     assert colorfix.color_fix(image, flat_ref, "none") is image
+
+
+def test_boxes_let_fn_cut_matching_regions_of_another_input() -> None:
+    x = torch.randn(1, 2, 30, 46)
+    other = torch.randn(1, 2, 60, 92)  # at 2x: like the ControlNet condition beside the latent
+
+    def fn(tile: torch.Tensor, box: tiling.Box) -> torch.Tensor:
+        top, left, h, w = box
+        return tile + other[:, :, 2 * top : 2 * (top + h) : 2, 2 * left : 2 * (left + w) : 2]
+
+    torch.testing.assert_close(tiling.tiled(fn, x, tile=16, overlap=4), x + other[:, :, ::2, ::2])
