@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export SAM2_BUILD_CUDA := 0
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup repro test lint notebooks
 
@@ -24,5 +25,5 @@ lint:
 	ruff check . && ruff format --check .
 
 notebooks:  ## re-run the source notebooks (tiny profile) to refresh the outputs nbval compares; strip the rest
-	SRLAB_BUILD_DIR=$$(mktemp -d) jupyter nbconvert --log-level WARN --execute --to notebook --inplace notebooks/*.ipynb
+	SRLAB_PROFILE=smoke SRLAB_BUILD_DIR=$$(mktemp -d) jupyter nbconvert --log-level WARN --execute --to notebook --inplace notebooks/*.ipynb
 	python scripts/strip_notebooks.py notebooks/*.ipynb

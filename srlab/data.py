@@ -1,42 +1,59 @@
-"""Data sets on disk: evaluation pairs and their manifests.
+"""Data sets on disk (paper 4.1): the training set, the evaluation sets, their manifest, a Dataset.
 
-Layout written by the ``degrade`` stage (``build/degrade``)::
+``build_stage`` writes the ``degrade`` stage's folder in one go (srlab.io.atomic_dir: a run that fails
+leaves nothing that DVC or the next stage would take for a data set)::
 
-    eval/<set>/hr/<name>.png      HR, center-cropped so that every side divides by the scale
-    eval/<set>/lr/<name>.png      LR made from HR
-    manifest.json                 every sample: source file, crop box, sizes, how LR was made
+    train/hr/<id>.png  train/lr/<id>.png   training pairs: HR crop_size^2; LR 1/scale of it (wild: HR size)
+    eval/<set>_<pipeline>/hr/<name>.png    HR, center-cropped to a multiple of lcm(hr_multiple, scale)
+    eval/<set>_<pipeline>/lr/<name>.png    LR from that HR (pipelines without downsampling: LR only)
+    manifest.json                          every sample, the params sections used, counts, skipped files
+
+Training components (``degrade.train``; drawn in the ratios ``degrade.train.mix``, see ``TrainPairs``):
+
+- ``hr``: random HR crops of the photos in ``data.hr_train_dir``; LR is bicubic x scale with
+  probability ``bicubic_prob``, else ``hr_pipeline``.
+- ``paired``: the official paired set (``data.paired_dir`` with hr/ and lr/) cut into overlapping
+  crops (``paired_overlap``), each LR crop the same box / scale. Without one (the tiny profile),
+  ``data.paired_holdout`` photos are set aside and paired with ``paired_pipeline``'s LR of the whole
+  photo, then cut the same way, so the cutting code runs on every profile.
+- ``wild``: the paired set's HR crops through ``wild_pipeline`` (no downsampling). Their manifest
+  entries point at the paired HR crop file.
+
+The HR photos are split by a seeded hash of their names (stable when photos are added): validation
+(``data.val_fraction``, written as the eval set ``val``), the paired stand-in, and the rest.
+
+A manifest sample: id, split (train | eval), part (component | eval set), source (file), crop_box
+[top, left, height, width] in the source HR, hr / lr (paths in the stage folder; hr null for wild
+eval), hr_size / lr_size [H, W], scale, lr_from (bicubic | a pipeline | official), seed, and
+degradation: every step of the pipeline with the values it drew (srlab.degrade.Degraded.records).
+``torch.Generator().manual_seed(seed)`` through the same pipeline reproduces a sample exactly.
+
+Bad input: unreadable files raise srlab.io.ImageReadError naming the file; grayscale, alpha and
+16-bit files are converted by srlab.io.read_image; a photo smaller than the crop raises a ValueError
+naming it (``data.on_small_image: error``) or is left out and listed under "skipped" (``skip``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.utils.data import Dataset
 
 from srlab import io
-from srlab.config import Params
+from srlab.config import LoaderParams, Params, as_dict
+from srlab.degrade import degrade, sample_generator
+from srlab.degrade_ops import bernoulli, randint
+
+Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 
-@dataclass(frozen=True)
-class EvalSample:
-    """One paired evaluation image and where it came from."""
-
-    set: str
-    name: str
-    source: str
-    crop_box: tuple[int, int, int, int]  # (top, left, height, width) in the source image
-    hr_size: tuple[int, int]  # (H, W)
-    lr_size: tuple[int, int]
-    lr_from: str
-
-
-def center_crop_to_multiple(
-    image: torch.Tensor, multiple: int
-) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def center_crop_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Box]:
     """Crop (3, H, W) centrally so both sides divide by ``multiple``; returns the crop and its box."""
     _, h, w = image.shape
     ch, cw = h - h % multiple, w - w % multiple
@@ -55,32 +72,331 @@ def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     return lr[0].clamp(0, 1)
 
 
-def build_eval_sets(params: Params, out_dir: str | Path) -> list[EvalSample]:
-    """Write every evaluation set as HR/LR pairs under ``out_dir/eval`` plus ``manifest.json``.
+def tile_boxes(height: int, width: int, crop: int, overlap: int, multiple: int = 1) -> list[Box]:
+    """Overlapping square crops covering an image: stride crop - overlap, row-major.
 
-    The LR images are bicubic downsamples for now; the synthetic degradation pipeline replaces
-    this in the ``degrade`` issue.
+    The last row and column sit flush with the bottom/right edge (moved up/left to a multiple of
+    ``multiple``, so LR boxes stay whole pixels). An image smaller than ``crop`` gives no boxes.
     """
-    out_dir = Path(out_dir)
-    samples = []
-    crop = math.lcm(params.degrade.hr_multiple, params.degrade.scale)
-    for set_name, folder in params.data.eval_sets.items():
-        for path in io.list_images(folder):
-            hr, box = center_crop_to_multiple(io.read_image(path), crop)
-            lr = bicubic_downsample(hr, params.degrade.scale)
-            io.write_image(hr, out_dir / "eval" / set_name / "hr" / f"{path.stem}.png")
-            io.write_image(lr, out_dir / "eval" / set_name / "lr" / f"{path.stem}.png")
-            samples.append(
-                EvalSample(
-                    set=set_name,
-                    name=path.stem,
-                    source=str(path),
-                    crop_box=box,
-                    hr_size=tuple(hr.shape[1:]),
-                    lr_size=tuple(lr.shape[1:]),
-                    lr_from=f"bicubic x{params.degrade.scale}",
-                )
+
+    def starts(length: int) -> list[int]:
+        if length < crop:
+            return []
+        last = (length - crop) // multiple * multiple
+        out = list(range(0, last + 1, crop - overlap))
+        return out if out[-1] == last else [*out, last]
+
+    return [(top, left, crop, crop) for top in starts(height) for left in starts(width)]
+
+
+def random_boxes(
+    height: int, width: int, crop: int, count: int, generator: torch.Generator, multiple: int = 1
+) -> list[Box]:
+    """``count`` square crops at uniform random positions (multiples of ``multiple``)."""
+    tops = randint(count, (0, (height - crop) // multiple * multiple), generator, step=multiple)
+    lefts = randint(count, (0, (width - crop) // multiple * multiple), generator, step=multiple)
+    return [(int(t), int(left), crop, crop) for t, left in zip(tops, lefts, strict=True)]
+
+
+def _size(image: torch.Tensor) -> str:
+    return "x".join(map(str, image.shape[1:]))
+
+
+def _cut(image: torch.Tensor, box: Sequence[int], scale: int = 1) -> torch.Tensor:
+    top, left, h, w = (v // scale for v in box)
+    return image[:, top : top + h, left : left + w]
+
+
+def split_photos(paths: Sequence[Path], params: Params) -> dict[str, list[Path]]:
+    """HR photos -> {"val", "paired" (stand-in, only without data.paired_dir), "hr"}, each sorted.
+
+    Photos are ordered by a hash of (base.seed, name), so a photo stays in its split when others are
+    added; ``val`` takes round(val_fraction * n) of them, ``paired`` the next paired_holdout.
+    """
+    data = params.data
+    order = sorted(paths, key=lambda p: sample_generator(params.base.seed, "split", p.name)[1])
+    n_val = round(data.val_fraction * len(paths))
+    n_paired = data.paired_holdout if data.paired_dir is None else 0
+    if n_val + n_paired >= len(paths):
+        raise ValueError(
+            f"{data.hr_train_dir}: {len(paths)} photos, but {n_val} go to validation (data.val_fraction) and "
+            f"{n_paired} to the paired stand-in (data.paired_holdout); add photos or lower those"
+        )
+    parts = {"val": order[:n_val], "paired": order[n_val : n_val + n_paired], "hr": order[n_val + n_paired :]}
+    return {name: sorted(part) for name, part in parts.items()}
+
+
+class _Writer:
+    """Writes images under the stage folder and collects manifest samples (ids must be unique)."""
+
+    def __init__(self, root: Path, params: Params) -> None:
+        self.root, self.params = root, params
+        self.samples: list[dict[str, Any]] = []
+        self.skipped: list[dict[str, str]] = []
+        self._ids: dict[str, str] = {}
+
+    def add(
+        self,
+        split: str,
+        part: str,
+        name: str,
+        source: Path,
+        box: Sequence[int],
+        hr: Any,
+        lr: torch.Tensor,
+        meta: dict,
+    ) -> dict[str, Any]:
+        """One sample. hr: an image, or the path of one written before (with meta["hr_size"]), or None."""
+        folder = Path(split) if split == "train" else Path(split) / part
+        sample_id = f"{part}_{name}" if split == "train" else name
+        key = f"{folder}/{sample_id}"
+        if key in self._ids:
+            raise ValueError(
+                f"{source} and {self._ids[key]} both map to {key}: rename one (same name, other suffix)"
             )
-    manifest = {"samples": [asdict(s) for s in samples]}
-    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return samples
+        self._ids[key] = str(source)
+        if isinstance(hr, torch.Tensor):
+            io.write_image(hr, self.root / folder / "hr" / f"{sample_id}.png")
+            hr_size, hr = list(hr.shape[1:]), f"{folder}/hr/{sample_id}.png"
+        else:  # a file written before (wild: the paired HR crop) or none (wild eval sets)
+            meta = dict(meta)
+            hr_size = meta.pop("hr_size", None)
+        io.write_image(lr, self.root / folder / "lr" / f"{sample_id}.png")
+        sample = dict(
+            id=sample_id, split=split, part=part, source=source.as_posix(), crop_box=list(box), hr=hr,
+            lr=f"{folder}/lr/{sample_id}.png", hr_size=hr_size, lr_size=list(lr.shape[1:]), **meta,
+        )  # fmt: skip
+        self.samples.append(sample)
+        return sample
+
+    def read_for_crop(self, path: Path, crop: int) -> torch.Tensor | None:
+        """The photo, or None if it is smaller than ``crop`` and data.on_small_image is skip."""
+        image = io.read_image(path)
+        if min(image.shape[1:]) >= crop:
+            return image
+        reason = f"{_size(image)} is smaller than the {crop}x{crop} training crop (degrade.train.crop_size)"
+        if self.params.data.on_small_image == "error":
+            raise ValueError(
+                f"{path}: {reason}; remove it, lower the crop size or set data.on_small_image: skip"
+            )
+        self.skipped.append({"source": path.as_posix(), "reason": reason})
+        return None
+
+
+def _degraded(
+    hr: torch.Tensor, params: Params, pipeline: str, generator: torch.Generator
+) -> tuple[torch.Tensor, list]:
+    result = degrade(hr[None], params.degrade, pipeline, generator)
+    return result.lr[0], result.records[0]
+
+
+def _hr_component(photos: Sequence[Path], params: Params, out: _Writer) -> None:
+    train, scale, seed = params.degrade.train, params.degrade.scale, params.base.seed
+    for path in photos:
+        image = out.read_for_crop(path, train.crop_size)
+        if image is None:
+            continue
+        positions, _ = sample_generator(seed, "hr-crops", path.name)
+        boxes = random_boxes(*image.shape[1:], train.crop_size, train.hr_crops_per_image, positions)
+        for k, box in enumerate(boxes):
+            hr = _cut(image, box)
+            generator, sample_seed = sample_generator(seed, "hr", path.name, k)
+            if bernoulli(1, train.bicubic_prob, generator).item():
+                lr, lr_from, records = bicubic_downsample(hr, scale), "bicubic", []
+            else:
+                lr, records = _degraded(hr, params, train.hr_pipeline, generator)
+                lr_from = train.hr_pipeline
+            meta = dict(scale=scale, lr_from=lr_from, seed=sample_seed, degradation=records)
+            out.add("train", "hr", f"{path.stem}_{k:03d}", path, box, hr, lr, meta)
+
+
+def _paired_sources(photos: Sequence[Path], params: Params, out: _Writer) -> Iterator[tuple]:
+    """(hr path, HR image, LR image, metadata) of the official paired set or of its stand-in."""
+    scale, seed, data = params.degrade.scale, params.base.seed, params.data
+    if data.paired_dir is None:
+        for path in photos:
+            image = out.read_for_crop(path, params.degrade.train.crop_size)
+            if image is not None:
+                hr, _ = center_crop_to_multiple(image, scale)
+                generator, sample_seed = sample_generator(seed, "paired", path.name)
+                lr, records = _degraded(hr, params, params.degrade.train.paired_pipeline, generator)
+                pipeline = params.degrade.train.paired_pipeline
+                yield path, hr, lr, dict(scale=scale, lr_from=pipeline, seed=sample_seed, degradation=records)
+        return
+    lr_files = {p.stem: p for p in io.list_images(Path(data.paired_dir) / "lr")}
+    for path in io.list_images(Path(data.paired_dir) / "hr"):
+        if path.stem not in lr_files:
+            raise FileNotFoundError(f"{path}: no LR image of that name in {Path(data.paired_dir) / 'lr'}")
+        hr, lr = out.read_for_crop(path, params.degrade.train.crop_size), io.read_image(lr_files[path.stem])
+        if hr is not None:
+            if tuple(hr.shape[1:]) != (lr.shape[1] * scale, lr.shape[2] * scale):
+                raise ValueError(
+                    f"{path} is {_size(hr)} but {lr_files[path.stem]} is {_size(lr)}: the LR times"
+                    f" degrade.scale ({scale}) must give the HR size"
+                )
+            yield path, hr, lr, dict(scale=scale, lr_from="official", seed=None, degradation=[])
+
+
+def _paired_and_wild_components(photos: Sequence[Path], params: Params, out: _Writer) -> None:
+    train, scale, seed = params.degrade.train, params.degrade.scale, params.base.seed
+    paired = []
+    for path, hr, lr, meta in _paired_sources(photos, params, out):
+        for j, box in enumerate(tile_boxes(*hr.shape[1:], train.crop_size, train.paired_overlap, scale)):
+            crops = _cut(hr, box), _cut(lr, box, scale)
+            paired.append(out.add("train", "paired", f"{path.stem}_{j:03d}", path, box, *crops, meta))
+    for s in paired:  # the wild component: the paired HR crops, degraded at full size
+        generator, sample_seed = sample_generator(seed, "wild", s["id"])
+        lr, records = _degraded(io.read_image(out.root / s["hr"]), params, train.wild_pipeline, generator)
+        meta = dict(scale=1, lr_from=train.wild_pipeline, seed=sample_seed, degradation=records)
+        name, source = s["id"].removeprefix("paired_"), Path(s["source"])
+        out.add("train", "wild", name, source, s["crop_box"], s["hr"], lr, {**meta, "hr_size": s["hr_size"]})
+
+
+def build_eval_sets(params: Params, out: _Writer, extra: Mapping[str, Sequence[Path]] | None = None) -> None:
+    """Each set of data.eval_sets (plus ``extra``, e.g. validation photos) once per eval pipeline."""
+    sets = {name: io.list_images(folder) for name, folder in params.data.eval_sets.items()}
+    sets.update(extra or {})
+    crop = math.lcm(params.degrade.hr_multiple, params.degrade.scale)
+    for set_name, paths in sets.items():
+        for path in paths:
+            try:
+                hr, box = center_crop_to_multiple(io.read_image(path), crop)
+            except ValueError as err:
+                raise ValueError(f"{path}: {err} (degrade.hr_multiple and degrade.scale)") from err
+            for pipeline in params.degrade.eval_pipelines:
+                generator, sample_seed = sample_generator(
+                    params.base.seed, "eval", set_name, pipeline, path.name
+                )
+                lr, records = _degraded(hr, params, pipeline, generator)
+                keep_hr = params.degrade.pipelines[pipeline].downsample  # wild sets: LR only
+                scale = params.degrade.scale if keep_hr else 1
+                meta = dict(scale=scale, lr_from=pipeline, seed=sample_seed, degradation=records)
+                out.add(
+                    "eval", f"{set_name}_{pipeline}", path.stem, path, box, hr if keep_hr else None, lr, meta
+                )
+
+
+def build_stage(params: Params, out_dir: str | Path) -> dict[str, Any]:
+    """Write the training set, the eval sets and manifest.json to ``out_dir``, atomically.
+
+    Same params and files, same bytes out. Returns the manifest.
+    """
+    paired = [Path(params.data.paired_dir) / sub for sub in ("hr", "lr")] if params.data.paired_dir else []
+    for folder in (*params.data.eval_sets.values(), *paired):
+        io.list_images(folder)  # a missing folder fails here, before any work
+    split = split_photos(io.list_images(params.data.hr_train_dir), params)
+    with io.atomic_dir(out_dir) as staging:
+        out = _Writer(staging, params)
+        _hr_component(split["hr"], params, out)
+        _paired_and_wild_components(split["paired"], params, out)
+        build_eval_sets(params, out, {"val": split["val"]} if split["val"] else {})
+        counts: dict[str, int] = {}
+        for s in out.samples:
+            counts[f"{s['split']}/{s['part']}"] = counts.get(f"{s['split']}/{s['part']}", 0) + 1
+        manifest = {
+            "params": {
+                "base": as_dict(params.base),
+                "data": as_dict(params.data),
+                "degrade": as_dict(params.degrade),
+            },
+            "counts": counts,
+            "skipped": out.skipped,
+            "samples": out.samples,
+        }
+        text = json.dumps(manifest, indent=1) + "\n"
+        (staging / "manifest.json").write_text(text)
+    return json.loads(text)  # as the file reads (lists, not tuples)
+
+
+def summary(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per (split, part): sample count, HR and LR sizes, how the LR was made (for a table)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for s in manifest["samples"]:
+        groups.setdefault((s["split"], s["part"]), []).append(s)
+
+    def sizes(key: str, items: list[dict[str, Any]]) -> str:
+        found = sorted({"x".join(map(str, s[key])) for s in items if s[key]})
+        return "-" if not found else found[0] if len(found) == 1 else f"{len(found)} sizes"
+
+    rows = []
+    for (split, part), items in groups.items():
+        made: dict[str, int] = {}
+        for s in items:
+            made[s["lr_from"]] = made.get(s["lr_from"], 0) + 1
+        rows.append({
+            "split": split, "part": part, "samples": len(items), "HR": sizes("hr_size", items),
+            "LR": sizes("lr_size", items), "LR from": ", ".join(f"{k} {v}" for k, v in made.items()),
+        })  # fmt: skip
+    return rows
+
+
+class TrainPairs(Dataset):
+    """The training pairs of a built stage folder, with a random aligned crop and a horizontal flip.
+
+    Item: {"hr": (3, S, S), "lr": (3, S, S), "scale": int, "part": str, "id": str}, S =
+    ``loader.crop_size``, both float32 in [0, 1]. The LR is returned at HR size, upsampled by
+    ``loader.lr_upsample`` (1/scale LR of hr/paired samples; wild LR already has HR size): SeeSR's
+    ControlNet takes the LR upsampled to the HR size, so every sample gives the training loop one LR size.
+
+    Randomness: each item draws from a generator seeded by (seed, epoch, index), so crops and flips
+    are the same for any number of DataLoader workers; call ``set_epoch`` at each epoch. Draw the
+    components in the ratios of degrade.train.mix with ``WeightedRandomSampler(sample_weights(mix))``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        loader: LoaderParams,
+        seed: int,
+        parts: Sequence[str] = ("hr", "paired", "wild"),
+    ) -> None:
+        self.root, self.loader, self.seed, self.epoch = Path(root), loader, seed, 0
+        manifest = json.loads((self.root / "manifest.json").read_text())
+        self.samples = [s for s in manifest["samples"] if s["split"] == "train" and s["part"] in parts]
+        for s in self.samples:
+            if min(s["hr_size"]) < loader.crop_size or loader.crop_size % s["scale"]:
+                raise ValueError(
+                    f"data.loader.crop_size {loader.crop_size} must be <= the stored crops ({s['hr_size']}, "
+                    f"degrade.train.crop_size) and a multiple of the scale {s['scale']}"
+                )
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        s = self.samples[index]
+        hr, lr = io.read_image(self.root / s["hr"]), io.read_image(self.root / s["lr"])
+        scale, size = s["scale"], self.loader.crop_size
+        generator, _ = sample_generator(self.seed, "loader", self.epoch, index)
+        (box,) = random_boxes(*hr.shape[1:], size, 1, generator, multiple=scale)
+        hr, lr = _cut(hr, box), _cut(lr, box, scale)
+        if bernoulli(1, self.loader.hflip_prob, generator).item():
+            hr, lr = hr.flip(-1), lr.flip(-1)
+        if scale > 1:
+            mode = self.loader.lr_upsample
+            smooth = mode in ("bilinear", "bicubic")
+            lr = F.interpolate(
+                lr[None], size=(size, size), mode=mode, align_corners=False if smooth else None
+            )[0]
+        return {
+            "hr": hr.contiguous(),
+            "lr": lr.clamp(0, 1).contiguous(),
+            "scale": scale,
+            "part": s["part"],
+            "id": s["id"],
+        }
+
+    def sample_weights(self, mix: Mapping[str, float]) -> torch.Tensor:
+        """(N,) float64 weights giving each part its share of ``mix`` (for WeightedRandomSampler)."""
+        counts: dict[str, int] = {}
+        for s in self.samples:
+            counts[s["part"]] = counts.get(s["part"], 0) + 1
+        missing = [p for p, share in mix.items() if share > 0 and p not in counts]
+        if missing:
+            raise ValueError(f"degrade.train.mix gives {missing} a share but the set has no such samples")
+        return torch.tensor(
+            [mix.get(s["part"], 0.0) / counts[s["part"]] for s in self.samples], dtype=torch.float64
+        )

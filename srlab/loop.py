@@ -62,6 +62,7 @@ class Phase:
     log_every: int = 10
     on_checkpoint: Callable[[int, Path], None] | None = None
     extra_state: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint
+    loss_log: Path | None = None  # CSV shared by phases (column `phase`); None: <out_dir>/loss.csv
 
 
 def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -73,10 +74,14 @@ def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
     return sorted(c for c in found if (c[1] / STATE_FILE).is_file())
 
 
-def run_phase(phase: Phase, accelerator: Accelerator, out_dir: str | os.PathLike[str], seed: int) -> Path:
+def run_phase(
+    phase: Phase, accelerator: Accelerator, out_dir: str | os.PathLike[str], seed: int
+) -> Path | None:
     """Train ``phase`` to ``phase.steps`` optimizer steps, resuming from the newest checkpoint in
-    ``out_dir`` if there is one. Returns the final checkpoint folder."""
+    ``out_dir`` if there is one. Returns the final checkpoint folder (None for a 0-step phase)."""
     out_dir = Path(out_dir)
+    if phase.steps == 0:
+        return None
     done = checkpoints(out_dir)
     start = 0
     if done:
@@ -86,7 +91,7 @@ def run_phase(phase: Phase, accelerator: Accelerator, out_dir: str | os.PathLike
             return last
     models = list(phase.models.values())
     params = [p for m in models for p in m.parameters() if p.requires_grad]
-    log = _LossLog(out_dir / "loss.csv", phase.name, start, accelerator.is_main_process)
+    log = _LossLog(phase.loss_log or out_dir / "loss.csv", phase.name, start, accelerator.is_main_process)
     bar = tqdm(
         range(start, phase.steps),
         initial=start,

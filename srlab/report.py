@@ -1,34 +1,272 @@
-"""Tables and figures that notebooks and the report show."""
+"""Tables and figures that notebooks and the report show.
+
+Images follow srlab.io: float RGB (3, H, W) in [0, 1]. A crop box is (top, left, height, width) in the
+pixels of the SR output (the HR size); an image at 1/scale of that size (the LR) is cut at box / scale,
+so boxes are chosen on a grid of ``scale`` pixels. Figures are matplotlib; the report document that
+collects them lives in srlab.report_doc.
+"""
 
 from __future__ import annotations
 
+import csv
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
+import torch.nn.functional as F
+from matplotlib.patches import Rectangle
+
+Box = tuple[int, int, int, int]  # (top, left, height, width), as srlab.data
+NOT_AVAILABLE = "n/a"
+LOSS_COLUMNS = ("phase", "step", "loss")
+_LUMA = (0.299, 0.587, 0.114)
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
 
 
 def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = ".4g") -> str:
-    """Rows of dicts (same keys) -> a GitHub markdown table; floats formatted with ``floatfmt``."""
+    """Rows of dicts -> a GitHub markdown table; floats formatted with ``floatfmt``.
+
+    Columns: every key, in first-seen order (a row without one gets an empty cell). ``|`` in a value is
+    escaped and newlines become spaces, so a long reason stays in its cell.
+    """
     if not rows:
         return "(no rows)"
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(k for row in rows for k in row))
 
     def cell(value: Any) -> str:
-        return format(value, floatfmt) if isinstance(value, float) else str(value)
+        text = format(value, floatfmt) if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
 
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def metric_label(name: str) -> str:
+    """Column title: the metric with the direction that is better (scores: higher)."""
+    from srlab.metric_weights import METRICS  # here: the degrade notebook uses figures only
+
+    if name == "n_images":
+        return "images"
+    return f"{name} {'↓' if name in METRICS and METRICS[name].lower_better else '↑'}"
+
+
+def results_rows(
+    methods: Mapping[str, Mapping[str, Any]], key: str = "method", floatfmt: str = ".4g"
+) -> list[dict[str, Any]]:
+    """{method: {metric: value | None}} (one set of a metrics.json) -> table rows, None shown as n/a.
+
+    Values are formatted here (``floatfmt``) so that "n/a", "inf" and numbers mix in one column.
+    """
+    rows = []
+    for method, values in methods.items():
+        row: dict[str, Any] = {key: method}
+        for name, value in values.items():
+            if value is None:
+                text = NOT_AVAILABLE
+            elif isinstance(value, float):
+                text = format(value, floatfmt)
+            else:
+                text = str(value)
+            row[metric_label(name)] = text
+        rows.append(row)
+    return rows
+
+
+def method_rows(document: Mapping[str, Any], method: str, names: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per set of a metrics.json document where ``method`` has any of ``names``: its values."""
+    rows = []
+    for set_name, methods in document["sets"].items():
+        values = methods.get(method, {})
+        if any(n in values for n in names):
+            kept = {n: values[n] for n in ("n_images", *names) if n in values}
+            rows.append({"set": set_name, **results_rows({method: kept})[0]})
+    return rows
+
+
+def ablation_rows(cells: Mapping[str, Mapping[str, Any]], set_name: str) -> list[dict[str, Any]]:
+    """One row per (ablation cell, method) of ``set_name``, from each cell's metrics.json document."""
+    rows = []
+    for cell, document in cells.items():
+        methods = document.get("sets", {}).get(set_name, {})
+        for row in results_rows(methods):
+            rows.append({"cell": cell if len(methods) == 1 else f"{cell} / {row['method']}", **row})
+            rows[-1].pop("method")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Crops and comparison grids
+# ---------------------------------------------------------------------------------------------
+
+
+def detail_box(image: torch.Tensor, size: int, stride: int = 1) -> Box:
+    """The ``size`` x ``size`` window of (3, H, W) with the most detail (mean |∂x| + |∂y| of luma).
+
+    Deterministic (the first maximum in row-major order); top/left are multiples of ``stride`` and the
+    side is rounded down to a multiple of it, so the same box / stride cuts the LR exactly. ``size``
+    shrinks to fit the image.
+    """
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected an image (3, H, W), got {tuple(image.shape)}")
+    _, h, w = image.shape
+    side = min(size, h, w) // stride * stride
+    if side < 1:
+        raise ValueError(f"a {h}x{w} image has no crop of {size} px on a {stride} px grid")
+    luma = torch.tensordot(torch.tensor(_LUMA, dtype=image.dtype), image.float(), dims=1)[None, None]
+    grad = torch.zeros_like(luma)  # (1, 1, H, W)
+    grad[..., :, 1:] += (luma[..., :, 1:] - luma[..., :, :-1]).abs()
+    grad[..., 1:, :] += (luma[..., 1:, :] - luma[..., :-1, :]).abs()
+    energy = F.avg_pool2d(grad, side, stride=stride)[0, 0]  # (nh, nw): window at (i*stride, j*stride)
+    index = int(torch.argmax(energy))  # first maximum, row-major
+    top, left = divmod(index, energy.shape[1])
+    return top * stride, left * stride, side, side
+
+
+def crop(image: torch.Tensor, box: Box, scale: int = 1) -> torch.Tensor:
+    """Cut ``box`` (in output pixels) from an image at 1/``scale`` of the output size: (3, h/s, w/s)."""
+    if any(v % scale for v in box):
+        raise ValueError(f"box {box} is not on the {scale} px grid of an image at 1/{scale} size")
+    t, l, ch, cw = (v // scale for v in box)  # noqa: E741
+    if t + ch > image.shape[-2] or l + cw > image.shape[-1]:
+        raise ValueError(f"box {box} / {scale} lies outside an image of {tuple(image.shape[-2:])}")
+    return image[..., t : t + ch, l : l + cw]
+
+
+def comparison_figure(
+    panels: Mapping[str, torch.Tensor],
+    box: Box,
+    scales: Mapping[str, int] | None = None,
+    panel_inches: float = 2.4,
+    title: str = "",
+) -> plt.Figure:
+    """One column per panel (title -> image at 1/scale of the output size): the whole image with the
+    crop box outlined above, the crop zoomed (nearest, no smoothing) below. Every panel is drawn at the
+    output size, so the LR appears nearest-upsampled and all boxes line up."""
+    scales = dict(scales or {})
+    name0, first = next(iter(panels.items()))
+    out_h, out_w = first.shape[-2] * scales.get(name0, 1), first.shape[-1] * scales.get(name0, 1)
+    for name, image in panels.items():
+        scale = scales.get(name, 1)
+        if (image.shape[-2] * scale, image.shape[-1] * scale) != (out_h, out_w):
+            raise ValueError(
+                f"panel {name!r} is {tuple(image.shape[-2:])} x{scale}, not the output size "
+                f"{(out_h, out_w)} of {name0!r}; give its scale in `scales`"
+            )
+    n = len(panels)
+    fig, axes = plt.subplots(
+        2, n, figsize=(panel_inches * n, panel_inches * (out_h / out_w + 1) + 0.4), squeeze=False
+    )
+    top, left, h, w = box
+    for col, (name, image) in enumerate(panels.items()):
+        scale = scales.get(name, 1)
+        whole, zoomed = axes[0, col], axes[1, col]
+        whole.imshow(_hwc(image), extent=(0, out_w, out_h, 0), interpolation="nearest")
+        whole.add_patch(Rectangle((left, top), w, h, fill=False, edgecolor="#ff3030", linewidth=1.2))
+        whole.set_title(f"{name}\n{image.shape[-1]}x{image.shape[-2]}", fontsize=9)
+        zoomed.imshow(_hwc(crop(image, box, scale)), extent=(0, w, h, 0), interpolation="nearest")
+        for ax in (whole, zoomed):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[1, 0].set_ylabel(f"crop {w}x{h} at ({top}, {left})", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _hwc(image: torch.Tensor) -> np.ndarray:
+    return image.detach().float().clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # (3, H, W) -> (H, W, 3)
+
+
 def show_images(images: Sequence[torch.Tensor], titles: Sequence[str], height: float = 3.0) -> plt.Figure:
     """Images (3, H, W) in [0, 1] side by side at their relative sizes (nearest, no smoothing)."""
     fig, axes = plt.subplots(1, len(images), figsize=(height * len(images), height), squeeze=False)
     for ax, image, title in zip(axes[0], images, titles, strict=True):
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+        ax.imshow(_hwc(image), interpolation="nearest")
         ax.set_title(f"{title}\n{image.shape[2]}x{image.shape[1]}", fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# Training loss
+# ---------------------------------------------------------------------------------------------
+
+
+def read_loss_csv(path: str | os.PathLike[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """build/train/loss.csv (columns phase, step, loss, ...) -> {phase: (steps, losses)}, file order."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in LOSS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(
+                f"{path}: no column(s) {missing}; the train stage writes {', '.join(LOSS_COLUMNS)}"
+            )
+        curves: dict[str, tuple[list[int], list[float]]] = {}
+        for line, row in enumerate(reader, start=2):
+            try:
+                step, loss = int(row["step"]), float(row["loss"])
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{path}, line {line}: step/loss not numbers ({err})") from err
+            steps, losses = curves.setdefault(row["phase"], ([], []))
+            steps.append(step)
+            losses.append(loss)
+    return curves
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """Centered mean over ``window`` values (i - window//2 to i + (window-1)//2, cut at both ends).
+
+    Centered rather than trailing, so the smoothed curve does not lag a falling loss; window 1 = values.
+    """
+    if window < 1:
+        raise ValueError(f"moving-average window must be >= 1, got {window}")
+    x = np.asarray(values, dtype=np.float64)
+    sums = np.concatenate([[0.0], np.cumsum(x)])  # sums[k] = x[:k].sum()
+    i = np.arange(len(x))
+    lo, hi = np.maximum(i - window // 2, 0), np.minimum(i + (window - 1) // 2 + 1, len(x))
+    return [float(v) for v in (sums[hi] - sums[lo]) / (hi - lo)]
+
+
+def loss_figure(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], window: int, panel_inches: float = 3.2
+) -> plt.Figure:
+    """One panel per training phase: the raw loss (faint) and its centered ``window``-step mean."""
+    fig, axes = plt.subplots(
+        1, len(curves), figsize=(panel_inches * 1.4 * len(curves), panel_inches), squeeze=False
+    )
+    for ax, (phase, (steps, losses)) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(steps, losses, color="#1f77b4", alpha=0.3, linewidth=0.8, label="loss")
+        ax.plot(steps, moving_average(losses, window), color="#1f77b4", label=f"mean of {window}")
+        if losses and min(losses) > 0 and max(losses) / min(losses) > 10:
+            ax.set_yscale("log")
+        ax.set_title(phase, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("loss")
+    fig.tight_layout()
+    return fig
+
+
+def loss_plot_rows(
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], window: int
+) -> dict[str, list[dict[str, float]]]:
+    """{phase: rows (step, loss, loss_smoothed)}: one DVC plot file per phase (steps restart per phase)."""
+    return {
+        phase: [
+            {"step": s, "loss": v, "loss_smoothed": m}
+            for s, v, m in zip(steps, losses, moving_average(losses, window), strict=True)
+        ]
+        for phase, (steps, losses) in curves.items()
+    }

@@ -92,3 +92,13 @@ def test_missing_file_and_project_root(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"no params\.yaml found"):
         config.project_root(tmp_path)
     assert config.project_root(ROOT / "notebooks") == ROOT
+
+
+def test_profile_argument_overrides_the_file(raw: dict, tmp_path: Path) -> None:
+    path = write(tmp_path, raw)
+    smoke = config.load_params(path, profile="smoke")
+    assert smoke.base.profile == "smoke"
+    assert smoke.train.steps == raw["smoke"]["train"]["steps"] < config.load_params(path).train.steps
+    assert smoke.model == config.load_params(path).model  # untouched sections stay tiny
+    with pytest.raises(ConfigError, match=r"base\.profile: expected one of"):
+        config.load_params(path, profile="huge")

@@ -1,0 +1,304 @@
+"""The ``report`` stage: one markdown + HTML document that a reader opens without Jupyter.
+
+``build_report`` reads the other stages' outputs (every one optional: a missing input becomes a line
+saying what is missing and which stage makes it) and writes::
+
+    report.md            results tables, unavailable metrics and why, comparison grids, ablations,
+                         training curve and samples, inference settings, exact params, git revision
+    report.html          the same; figures embedded (report.html_images: embed) or linked (link)
+    figures/*.png        every figure, linked relatively from report.md
+    plots/loss/<phase>.csv   step, loss, loss_smoothed per training phase (DVC plots: steps restart)
+
+Inputs, relative to the build folder: degrade/eval/<set>/{lr,hr} (srlab.evaluate.find_eval_sets),
+infer/<set>/*.png and infer/settings.json and infer/samples/*.png, evaluate/metrics.json and
+summary.json (srlab.evaluate), train/loss.csv and train/samples/*.png, ablations/<cell>/metrics.json.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import matplotlib.pyplot as plt
+import yaml
+
+from srlab import evaluate, io, metric_weights, metrics, report
+from srlab.config import Params, ReportParams, as_dict
+
+_IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^":]+\.png)(")')
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em}
+th{background:#f3f3f3}img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow-x:auto}
+code{font-size:.9em}"""
+
+
+class ReportDoc:
+    """A document built block by block; figures are saved as PNG under ``out_dir/figures``."""
+
+    def __init__(self, out_dir: str | Path, title: str, dpi: int = 100) -> None:
+        self.out_dir, self.title, self.dpi = Path(out_dir), title, dpi
+        self.blocks: list[str] = [f"# {title}"]
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.blocks.append(f"{'#' * level} {text}")
+
+    def text(self, markdown: str) -> None:
+        self.blocks.append(markdown.strip())
+
+    def table(self, rows: list[dict[str, Any]]) -> None:
+        self.blocks.append(report.markdown_table(rows))
+
+    def code(self, text: str, language: str = "") -> None:
+        self.blocks.append(f"```{language}\n{text.rstrip()}\n```")
+
+    def figure(self, figure: plt.Figure | Path, name: str, caption: str) -> Path:
+        """Save a matplotlib figure (then close it) or copy a PNG to figures/<name>.png; link it."""
+        path = self.out_dir / "figures" / f"{name}.png"
+        with io.atomic_path(path) as tmp:
+            if isinstance(figure, Path):
+                shutil.copyfile(figure, tmp)
+            else:
+                figure.savefig(tmp, format="png", dpi=self.dpi, metadata={"Software": None})
+                plt.close(figure)
+        self.blocks.append(f"![{caption}](figures/{name}.png)\n\n*{caption}*")
+        return path
+
+    def markdown(self) -> str:
+        return "\n\n".join(self.blocks) + "\n"
+
+    def html(self, images: Literal["embed", "link"]) -> str:
+        """Standalone HTML (python-markdown with tables); ``embed`` inlines every figure as base64."""
+        import markdown
+
+        body = markdown.markdown(self.markdown(), extensions=["tables", "fenced_code"])
+        if images == "embed":
+
+            def inline(match: re.Match[str]) -> str:
+                data = base64.b64encode((self.out_dir / match[2]).read_bytes()).decode("ascii")
+                return f"{match[1]}data:image/png;base64,{data}{match[3]}"
+
+            body = _IMG_SRC.sub(inline, body)
+        return (
+            f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f"<title>{self.title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        )
+
+    def write(self, images: Literal["embed", "link"] = "embed") -> tuple[Path, Path]:
+        """Write report.md and report.html into ``out_dir`` (atomically, each)."""
+        paths = self.out_dir / "report.md", self.out_dir / "report.html"
+        for path, text in zip(paths, (self.markdown(), self.html(images)), strict=True):
+            with io.atomic_path(path) as tmp:
+                tmp.write_text(text, encoding="utf-8")
+        return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# Provenance
+# ---------------------------------------------------------------------------------------------
+
+
+def git_revision(root: str | Path) -> dict[str, Any]:
+    """{"commit", "dirty", "text"} of the checkout at ``root``; dirty = tracked or untracked files
+    (not ignored ones) differ from the commit. Outside git: commit None and the reason in "text"."""
+
+    def run(*args: str) -> str:
+        command = ["git", "-C", str(root), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+
+    try:
+        commit, changed = run("rev-parse", "HEAD").strip(), run("status", "--porcelain").splitlines()
+    except (OSError, subprocess.SubprocessError) as err:
+        why = getattr(err, "stderr", None) or str(err)
+        return {"commit": None, "dirty": None, "text": f"unknown (no git revision: {why.strip()})"}
+    text = f"{commit} (dirty: {len(changed)} files differ from it)" if changed else f"{commit} (clean)"
+    return {"commit": commit, "dirty": bool(changed), "text": text}
+
+
+def params_yaml(params: Any) -> str:
+    """A params dataclass (e.g. the whole resolved Params) as YAML, in the file's order."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return yaml.safe_dump(plain(as_dict(params)), sort_keys=False, allow_unicode=True, width=110)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report stage
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _missing(doc: ReportDoc, what: str, path: Path, stage: str, log: Callable[[str], None]) -> None:
+    line = f"No {what}: `{path}` does not exist (made by the `{stage}` stage)."
+    doc.text(line)
+    log(line)
+
+
+def _results(doc: ReportDoc, build: Path, log: Callable[[str], None]) -> None:
+    doc.heading("Results")
+    document = _read_json(build / "evaluate" / "metrics.json")
+    if document is None:
+        _missing(doc, "evaluation results", build / "evaluate" / "metrics.json", "evaluate", log)
+        return
+    summary = _read_json(build / "evaluate" / "summary.json") or {}
+    doc.text(
+        "Means over each set; ↑ higher is better, ↓ lower; n/a: unavailable (see Unavailable metrics). "
+        "On x1 (wild) sets, bicubic is the LR input itself."
+    )
+    for set_name, methods in document["sets"].items():
+        about = summary.get("sets", {}).get(set_name, {})
+        doc.heading(f"{set_name} ({about.get('kind', '?')}, x{about.get('scale', '?')})", 3)
+        doc.table(report.results_rows(methods))
+    if document.get("challenge"):
+        doc.heading("Challenge score (FR part of the paired set + NR part of the wild set)", 3)
+        for group, methods in document["challenge"].items():
+            doc.text(f"**{group}**")
+            doc.table(report.results_rows(methods))
+    skipped = [
+        {"set": s, "method": m, "why": why}
+        for s, ms in summary.get("skipped", {}).items()
+        for m, why in ms.items()
+    ]
+    if skipped:
+        doc.heading("Methods without outputs", 3)
+        doc.table(skipped)
+    protocols = {
+        json.dumps(p, sort_keys=True): p
+        for methods in summary.get("results", {}).values()
+        for s in methods.values()
+        if (p := s.get("protocol"))
+    }
+    if protocols:
+        doc.heading("Protocol", 3)
+        merged: dict[str, Any] = {}
+        for p in protocols.values():
+            merged.update(p)
+        doc.table([{"item": k, "how": v} for k, v in merged.items()])
+    doc.heading("Unavailable metrics")
+    if document.get("unavailable"):
+        doc.text("Not computed, and never replaced by another metric under the same name:")
+        doc.table([{"metric or score": k, "why": v} for k, v in document["unavailable"].items()])
+    else:
+        doc.text("Every requested metric and score was computed.")
+
+
+def _grids(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], None]) -> None:
+    doc.heading("Comparisons")
+    rp: ReportParams = params.report
+    if not (build / "degrade" / "eval").is_dir():
+        _missing(doc, "evaluation sets", build / "degrade" / "eval", "degrade", log)
+        return
+    doc.text(
+        f"LR (nearest) / bicubic / ours / other methods / HR; below each, the {rp.crop_size} px crop "
+        "outlined in red, chosen where the reference (HR, else LR) has the most detail."
+    )
+    for s in evaluate.find_eval_sets(build / "degrade"):
+        folders, skipped = evaluate.method_folders(s, build / "infer", params.evaluate)
+        if evaluate.OURS in skipped:
+            doc.text(f"{s.name}: no SR outputs of ours ({skipped[evaluate.OURS]}).")
+        for name, lr_path in list(metrics.images_by_name(s.lr_dir).items())[: rp.grid_images]:
+            lr = io.read_image(lr_path)
+            panels, scales = {"LR": lr}, {"LR": s.scale}
+            if s.scale > 1:
+                panels[evaluate.BICUBIC] = metrics.bicubic_upsample(lr, s.scale)
+            for method, folder in folders.items():
+                found = metrics.images_by_name(folder)
+                if name in found:
+                    panels[method] = io.read_image(found[name])
+            if s.hr_dir is not None:
+                panels["HR"] = io.read_image(metrics.images_by_name(s.hr_dir)[name])
+                box = report.detail_box(panels["HR"], rp.crop_size, stride=s.scale)
+            else:
+                small = report.detail_box(lr, max(rp.crop_size // s.scale, 1))
+                box = (small[0] * s.scale, small[1] * s.scale, small[2] * s.scale, small[3] * s.scale)
+            figure = report.comparison_figure(
+                panels, box, scales, rp.panel_inches, title=f"{s.name} / {name}"
+            )
+            doc.figure(figure, f"grid_{s.name}_{name}", f"{s.name} / {name}: {' / '.join(panels)}")
+
+
+def _ablations(doc: ReportDoc, build: Path) -> None:
+    doc.heading("Ablations")
+    cells = {p.parent.name: json.loads(p.read_text()) for p in sorted(build.glob("ablations/*/metrics.json"))}
+    if not cells:
+        doc.text(f"No ablation results yet (`{build}/ablations/<cell>/metrics.json`, the `ablations` stage).")
+        return
+    for set_name in dict.fromkeys(s for d in cells.values() for s in d.get("sets", {})):
+        doc.heading(set_name, 3)
+        doc.table(report.ablation_rows(cells, set_name))
+
+
+def _samples(doc: ReportDoc, folder: Path, prefix: str, limit: int) -> None:
+    paths = io.list_images(folder)[-limit:] if folder.is_dir() and limit else []
+    for path in paths:
+        doc.figure(path, f"{prefix}_{path.stem}", f"{folder.name}/{path.name}")
+
+
+def _training(doc: ReportDoc, rp: ReportParams, build: Path, out: Path, log: Callable[[str], None]) -> None:
+    doc.heading("Training")
+    loss = build / "train" / "loss.csv"
+    if not loss.is_file():
+        _missing(doc, "training log", loss, "train", log)
+    else:
+        curves = report.read_loss_csv(loss)
+        doc.figure(report.loss_figure(curves, rp.loss_window), "loss", f"training loss ({loss})")
+        for phase, rows in report.loss_plot_rows(curves, rp.loss_window).items():
+            metrics.write_rows_csv(rows, out / "plots" / "loss" / f"{phase}.csv")
+    _samples(doc, build / "train" / "samples", "train", rp.max_samples)
+
+
+def _inference(doc: ReportDoc, rp: ReportParams, build: Path, log: Callable[[str], None]) -> None:
+    doc.heading("Inference settings")
+    settings = build / "infer" / "settings.json"
+    if settings.is_file():
+        doc.code(settings.read_text(), "json")
+    else:
+        _missing(doc, "inference settings", settings, "infer", log)
+    _samples(doc, build / "infer" / "samples", "infer", rp.max_samples)
+
+
+def build_report(
+    params: Params,
+    build_dir: str | Path,
+    out_dir: str | Path,
+    root: str | Path,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, Path]:
+    """Write the report of the stage outputs under ``build_dir`` into ``out_dir``; (report.md, .html).
+
+    ``root``: the project checkout whose git revision is recorded. Build ``out_dir`` inside
+    srlab.io.atomic_dir so a failure leaves no half report.
+    """
+    build, out = Path(build_dir), Path(out_dir)
+    revision = git_revision(root)
+    doc = ReportDoc(out, "srlab report", params.report.dpi)
+    doc.text(
+        f"Profile **{params.base.profile}**, seed {params.base.seed}; git revision `{revision['text']}`. "
+        "Exact parameters at the end."
+    )
+    _results(doc, build, log)
+    _grids(doc, params, build, log)
+    _ablations(doc, build)
+    _training(doc, params.report, build, out, log)
+    _inference(doc, params.report, build, log)
+    doc.heading("Learned-metric weights")
+    doc.text("Where each learned metric's files must be (`evaluate.torch_hub_dir`, srlab/metric_weights.py).")
+    doc.table(metric_weights.weights_table(params.evaluate))
+    doc.heading("Provenance")
+    doc.text(f"git revision: `{revision['text']}`\n\nParameters (params.yaml as resolved by srlab.config):")
+    doc.code(params_yaml(params), "yaml")
+    return doc.write(params.report.html_images)

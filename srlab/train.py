@@ -1,0 +1,471 @@
+"""Training: the ControlNet + semantic blocks of Eq. 4, and the tiny profile's from-scratch prior.
+
+The paper trains only the ControlNet and the UNet's semantic blocks, with SD2 base frozen as the prior,
+epsilon-prediction MSE (Eq. 4), Adam at 5e-5 for 90k steps. The tiny profile has no pretrained SD2 to
+lean on, so it first trains one of its own on the HR crops (a VAE, then an unconditional UNet) and
+writes it as an SD2-like diffusers folder; the SR phase then loads that folder exactly as the paper
+profile loads SD2 base.
+
+Runs in a notebook (one process) or on many GPUs/nodes with the same code:
+
+    accelerate launch -m srlab.train --out build/train          # GPUs, per accelerate config
+    torchrun --nproc_per_node 2 -m srlab.train --out build/train  # CPU processes (gloo)
+
+Every step's randomness derives from (base.seed, step, micro-batch, process) (``srlab.loop``), so an
+interrupted run resumes exactly; re-running the stage continues from the newest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from torch.utils.data import DataLoader, Dataset
+
+from srlab import loop
+from srlab.config import Params, as_dict, load_params
+from srlab.data import TrainPairs
+from srlab.io import atomic_dir, to_vae_range
+from srlab.model import (
+    TINY_SCHEDULER,
+    SRModel,
+    build_sr_model,
+    predict,
+    save_checkpoint,
+    tiny_unet_config,
+    tiny_vae,
+    trainable_parameters,
+)
+from srlab.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
+
+PRIOR_DIR = "prior"  # the tiny profile's SD2 stand-in: vae/, unet/, text_encoder/, scheduler/
+FINAL_DIR = "final"  # the trained SR weights in the authors' layout: unet/, controlnet/
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches: a pure function of (seed, step, micro, process)
+# ---------------------------------------------------------------------------------------------
+
+
+class StepBatches(Dataset):
+    """Item k = the batch of global micro-step k: sample indices drawn with the component weights,
+    each crop from ``TrainPairs`` keyed by k. A DataLoader over ``range(start, stop)`` prefetches
+    them in worker processes without changing what any step sees."""
+
+    def __init__(self, pairs: TrainPairs, weights: torch.Tensor, batch_size: int, seed: int, rank: int):
+        self.pairs, self.weights, self.batch_size, self.seed, self.rank = (
+            pairs,
+            weights,
+            batch_size,
+            seed,
+            rank,
+        )
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        gen = loop.step_generator(self.seed, k, self.rank, 7)
+        index = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=gen)
+        self.pairs.set_epoch(k * 1000 + self.rank)  # crop/flip randomness keyed by the micro-step
+        items = [self.pairs[int(i)] for i in index]
+        batch: dict[str, Any] = {key: torch.stack([it[key] for it in items]) for key in ("hr", "lr")}
+        batch["id"] = [it["id"] for it in items]
+        return batch
+
+
+class _BatchFeed:
+    """Serves micro-steps in order from a prefetching DataLoader (restartable at any step)."""
+
+    def __init__(self, batches: StepBatches, start: int, accum: int, workers: int) -> None:
+        self.batches, self.accum, self.workers = batches, accum, workers
+        self.next_k, self.iterator = None, None
+        self._restart(start * accum)
+
+    def _restart(self, k: int) -> None:
+        loader = DataLoader(self.batches, batch_size=None, sampler=range(k, 2**62), num_workers=self.workers)
+        self.iterator, self.next_k = iter(loader), k
+
+    def __call__(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        k = step * self.accum + micro
+        if k != self.next_k:
+            self._restart(k)
+        self.next_k = k + 1
+        return next(self.iterator)  # type: ignore[arg-type]
+
+
+def _feed(
+    params: Params, data_root: Path, batch_size: int, accelerator: Accelerator, start: int
+) -> _BatchFeed:
+    pairs = TrainPairs(data_root, params.data.loader, params.base.seed)
+    weights = pairs.sample_weights(params.degrade.train.mix)
+    batches = StepBatches(pairs, weights, batch_size, params.base.seed, accelerator.process_index)
+    return _BatchFeed(batches, start, accelerator.gradient_accumulation_steps, params.train.num_workers)
+
+
+def _start_step(folder: Path) -> int:
+    done = loop.checkpoints(folder)
+    return done[-1][0] if done else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+def diffusion_target(scheduler: DDPMScheduler, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor):
+    """What the denoiser must predict, read from the scheduler config (SD2 base: epsilon)."""
+    kind = scheduler.config.prediction_type
+    if kind == "epsilon":
+        return noise
+    if kind == "v_prediction":
+        return scheduler.get_velocity(latents, noise, t)
+    raise ValueError(f"unsupported prediction_type {kind!r} in the scheduler config")
+
+
+def noised(scheduler: DDPMScheduler, latents: torch.Tensor, gen: torch.Generator):
+    """(noisy latents, timesteps, target) with t ~ U{0..T-1} and noise ~ N(0, I) from ``gen``."""
+    noise = torch.randn(latents.shape, generator=gen).to(latents)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=gen)
+    t = t.to(latents.device)
+    return scheduler.add_noise(latents, noise, t), t, diffusion_target(scheduler, latents, noise, t)
+
+
+def encode_latents(vae: AutoencoderKL, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """[0, 1] images -> scaled latents, a posterior sample drawn from ``gen``."""
+    with torch.no_grad():
+        dist = vae.encode(to_vae_range(image)).latent_dist
+        eps = torch.randn(dist.mean.shape, generator=gen).to(dist.mean)
+        return (dist.mean + dist.std * eps) * vae.config.scaling_factor
+
+
+def drop_prompts(prompts: list[str], prob: float, gen: torch.Generator) -> list[str]:
+    """Replace each prompt by "" with probability ``prob`` (the null prompt CFG needs at inference)."""
+    keep = torch.rand(len(prompts), generator=gen) >= prob
+    return [p if k else "" for p, k in zip(prompts, keep.tolist(), strict=True)]
+
+
+def sr_loss(
+    model: SRModel,
+    unet: torch.nn.Module,
+    controlnet: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    gen: torch.Generator,
+    null_prompt_prob: float,
+) -> torch.Tensor:
+    """Eq. 4: || eps - eps_theta(z_t, t, c, c_sem, LR) ||^2 on one micro-batch.
+
+    batch: "hr" (B, 3, S, S) and "lr" (B, 3, S, S) (the LR upsampled to HR size), both [0, 1], and
+    "id" (B sample ids, which the tag source maps to the prompt c)."""
+    device = model.vae.device
+    hr, lr = batch["hr"].to(device), batch["lr"].to(device)
+    latents = encode_latents(model.vae, hr, gen)
+    noisy, t, target = noised(model.scheduler, latents, gen)
+    prompts = drop_prompts([model.tags(i, None) for i in batch["id"]], null_prompt_prob, gen)
+    with torch.no_grad():
+        embeds = model.encode_prompt(prompts).to(device)
+        c_sem = model.semantic_tokens(lr)
+    pred = predict(unet, controlnet, noisy, t, embeds, lr, c_sem)
+    return F.mse_loss(pred.float(), target.float())
+
+
+class VAEWithKL(torch.nn.Module):
+    """forward(x in [0, 1], eps) -> (reconstruction in [-1, 1], KL to N(0, I)): one forward call, so
+    DistributedDataParallel sees (and synchronises) the whole VAE step."""
+
+    def __init__(self, vae: AutoencoderKL) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        dist = self.vae.encode(to_vae_range(x)).latent_dist
+        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(dist.mean)
+        return self.vae.decode(z).sample, dist.kl().mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# Phases
+# ---------------------------------------------------------------------------------------------
+
+
+def _adam(params: list[torch.nn.Parameter], lr: float, tp: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, betas=tp.adam_betas, weight_decay=tp.weight_decay)
+
+
+def _phase(
+    name: str,
+    steps: int,
+    models: dict[str, torch.nn.Module],
+    lr: float,
+    loss: Callable[[dict[str, torch.nn.Module], int, int, torch.Generator], torch.Tensor],
+    save: Callable[[Path, dict[str, torch.nn.Module]], None],
+    params: Params,
+    accelerator: Accelerator,
+    loss_log: Path,
+) -> loop.Phase:
+    """Prepare models + optimizer with ``accelerator`` and wrap them as a ``loop.Phase``."""
+    trainable = [p for m in models.values() for p in m.parameters() if p.requires_grad]
+    optimizer = _adam(trainable, lr, params.train)
+    names = list(models)
+    prepared = accelerator.prepare(*models.values(), optimizer)
+    wrapped = dict(zip(names, prepared[:-1], strict=True))
+    tp = params.train
+    return loop.Phase(
+        loss_log=loss_log,
+        name=name,
+        steps=steps,
+        models=wrapped,
+        optimizer=prepared[-1],
+        loss=lambda step, micro, gen: loss(wrapped, step, micro, gen),
+        save=save,
+        checkpoint_every=tp.checkpoint_every,
+        keep_checkpoints=tp.keep_checkpoints,
+        max_grad_norm=tp.max_grad_norm,
+        log_every=tp.log_every,
+        extra_state={"params": as_dict(params)},
+    )
+
+
+def train_prior(params: Params, data_root: Path, out_dir: Path, accelerator: Accelerator) -> Path:
+    """Tiny profile: VAE (L1 + small KL), its latent scale, then an unconditional UNet on its latents.
+
+    Writes ``out_dir/prior`` as a diffusers folder (vae/, unet/, text_encoder/, scheduler/)."""
+    prior = params.train.prior
+    if prior is None:
+        raise ValueError("train.prior is null: the paper profile uses SD2 base (model.sd2_path) instead")
+    sizes = params.model.tiny
+    seed = params.base.seed
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # module initialisation only; no training draw uses the global RNG
+        vae, text_encoder = tiny_vae(sizes), tiny_text_encoder(sizes)
+        unet = UNet2DConditionModel.from_config(tiny_unet_config(sizes))
+    scheduler = DDPMScheduler(**TINY_SCHEDULER)
+    device = accelerator.device
+    text_encoder.requires_grad_(False).to(device)
+    batch_size = prior.batch_size
+
+    # 1. VAE
+    vae_dir = out_dir / "prior_vae"
+    feed = _feed(params, data_root, batch_size, accelerator, _start_step(vae_dir))
+
+    def vae_loss(
+        models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator
+    ) -> torch.Tensor:
+        hr = feed(step, micro)["hr"].to(device)
+        recon, kl = models["vae"](hr, g)
+        return F.l1_loss(recon, to_vae_range(hr)) + prior.kl_weight * kl
+
+    def save_vae(folder: Path, models: dict[str, torch.nn.Module]) -> None:
+        models["vae"].vae.save_pretrained(folder / "vae")
+
+    vae.train().requires_grad_(True)
+    wrapper = VAEWithKL(vae)
+    models = {"vae": wrapper}
+    phase = _phase(
+        "prior_vae",
+        prior.vae_steps,
+        models,
+        prior.vae_lr,
+        vae_loss,
+        save_vae,
+        params,
+        accelerator,
+        out_dir / "loss.csv",
+    )
+    loop.run_phase(phase, accelerator, vae_dir, seed)
+    vae = accelerator.unwrap_model(phase.models["vae"]).vae.requires_grad_(False).eval()
+
+    # 2. Latent scale: unit-variance latents, as SD's 0.18215 was chosen for its VAE
+    with torch.no_grad():
+        zs = [encode_latents(vae, feed(10**9 + i, 0)["hr"].to(device), loop.step_generator(seed, i)) for i in
+              range(prior.scaling_batches)]  # fmt: skip
+        std = torch.cat(zs).std().item() / vae.config.scaling_factor
+    vae.register_to_config(scaling_factor=1.0 / std)
+
+    # 3. Unconditional UNet on the prior's latents (empty prompt)
+    unet_dir = out_dir / "prior_unet"
+    feed = _feed(params, data_root, batch_size, accelerator, _start_step(unet_dir))
+    tokenizer = OpenClipTokenizer()
+    with torch.no_grad():
+        empty = encode_prompts(tokenizer, text_encoder, [""]).to(device)
+
+    def unet_loss(
+        models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator
+    ) -> torch.Tensor:
+        latents = encode_latents(vae, feed(step, micro)["hr"].to(device), g)
+        noisy, t, target = noised(scheduler, latents, g)
+        pred = models["unet"](noisy, t, encoder_hidden_states=empty.expand(len(latents), -1, -1)).sample
+        return F.mse_loss(pred.float(), target.float())
+
+    def save_unet(folder: Path, models: dict[str, torch.nn.Module]) -> None:
+        models["unet"].save_pretrained(folder / "unet")
+
+    unet.train().requires_grad_(True)
+    models = {"unet": unet}
+    phase = _phase(
+        "prior_unet",
+        prior.unet_steps,
+        models,
+        prior.unet_lr,
+        unet_loss,
+        save_unet,
+        params,
+        accelerator,
+        out_dir / "loss.csv",
+    )
+    loop.run_phase(phase, accelerator, unet_dir, seed)
+    unet = accelerator.unwrap_model(phase.models["unet"])
+
+    # 4. The SD2-like folder the SR phase loads
+    target = out_dir / PRIOR_DIR
+    if accelerator.is_main_process:
+        with atomic_dir(target) as tmp:
+            vae.save_pretrained(tmp / "vae")
+            unet.save_pretrained(tmp / "unet")
+            text_encoder.save_pretrained(tmp / "text_encoder")
+            scheduler.save_pretrained(tmp / "scheduler")
+    accelerator.wait_for_everyone()
+    return target
+
+
+def train_sr(
+    params: Params,
+    data_root: Path,
+    out_dir: Path,
+    accelerator: Accelerator,
+    on_checkpoint: Callable[[int, Path], None] | None = None,
+) -> Path:
+    """ControlNet + the UNet's semantic blocks (Eq. 4); returns ``out_dir/final`` (authors' layout)."""
+    model = build_sr_model(params.model, accelerator.device, torch.Generator().manual_seed(params.base.seed))
+    sr_dir = out_dir / "sr"
+    feed = _feed(params, data_root, params.train.batch_size, accelerator, _start_step(sr_dir))
+    tp = params.train
+    provenance = {"params": as_dict(params), "git": git_revision()}
+
+    def loss(models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator) -> torch.Tensor:
+        return sr_loss(model, models["unet"], models["controlnet"], feed(step, micro), g, tp.null_prompt_prob)
+
+    def save(folder: Path, models: dict[str, torch.nn.Module]) -> None:
+        model.unet, model.controlnet = models["unet"], models["controlnet"]
+        save_checkpoint(model, folder / "weights", provenance)
+
+    trainable = {id(p) for p in trainable_parameters(model)}
+    assert all(
+        id(p) in trainable for m in (model.unet, model.controlnet) for p in m.parameters() if p.requires_grad
+    )
+    model.controlnet.train()
+    models = {"unet": model.unet, "controlnet": model.controlnet}
+    phase = _phase("sr", tp.steps, models, tp.lr, loss, save, params, accelerator, out_dir / "loss.csv")
+    phase.on_checkpoint = on_checkpoint
+    last = loop.run_phase(phase, accelerator, sr_dir, params.base.seed)
+    final = out_dir / FINAL_DIR
+    if accelerator.is_main_process:
+        with atomic_dir(final) as tmp:
+            for sub in ("unet", "controlnet", "srlab_provenance.json"):
+                src = last / "weights" / sub
+                if src.exists():
+                    _copy(src, tmp / sub)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def sr_model_params(params: Params, out_dir: Path) -> Params:
+    """Params whose model loads the tiny prior folder as its SD2 (no change for the paper profile)."""
+    if params.train.prior is None:
+        return params
+    model = dataclasses.replace(params.model, sd2_path=str(out_dir / PRIOR_DIR))
+    return dataclasses.replace(params, model=model)
+
+
+def run(params: Params, data_root: str | Path, out_dir: str | Path, **sr_kwargs: Any) -> Path:
+    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder."""
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    accelerator = Accelerator(
+        mixed_precision=params.train.mixed_precision,
+        gradient_accumulation_steps=params.train.grad_accum,
+        cpu=not torch.cuda.is_available(),
+    )
+    if params.train.prior is not None:
+        train_prior(params, data_root, out_dir, accelerator)
+    return train_sr(sr_model_params(params, out_dir), data_root, out_dir, accelerator, **sr_kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Is it a model? Validation loss and samples
+# ---------------------------------------------------------------------------------------------
+
+
+def validation_batches(pair_dir: Path, crop: int, batch_size: int, scale: int) -> list[dict[str, Any]]:
+    """Centre crops of a held-out paired set (``hr/`` + ``lr/``), LR upsampled to HR size, batched."""
+    from srlab import io
+
+    items = []
+    for hr_path in io.list_images(pair_dir / "hr"):
+        hr, lr = io.read_image(hr_path), io.read_image(pair_dir / "lr" / hr_path.name)
+        top, left = (hr.shape[1] - crop) // 2 // scale * scale, (hr.shape[2] - crop) // 2 // scale * scale
+        hr = hr[:, top : top + crop, left : left + crop]
+        lr = lr[:, top // scale : (top + crop) // scale, left // scale : (left + crop) // scale]
+        lr = F.interpolate(lr[None], size=(crop, crop), mode="bicubic", align_corners=False)[0].clamp(0, 1)
+        items.append({"hr": hr, "lr": lr, "id": hr_path.stem})
+    return [
+        {
+            "hr": torch.stack([it["hr"] for it in chunk]),
+            "lr": torch.stack([it["lr"] for it in chunk]),
+            "id": [it["id"] for it in chunk],
+        }
+        for chunk in (items[i : i + batch_size] for i in range(0, len(items), batch_size))
+    ]
+
+
+@torch.no_grad()
+def validation_loss(model: SRModel, batches: list[dict[str, Any]], seed: int, repeats: int = 4) -> float:
+    """Mean Eq. 4 loss over the batches, ``repeats`` noise/timestep draws each, without prompt dropout."""
+    losses = []
+    for r in range(repeats):
+        for i, batch in enumerate(batches):
+            gen = loop.step_generator(seed, r, i, 99)
+            losses.append(sr_loss(model, model.unet, model.controlnet, batch, gen, 0.0).item())
+    return sum(losses) / len(losses)
+
+
+def git_revision() -> str:
+    """HEAD's commit, with "-dirty" when the work tree differs (recorded in every checkpoint)."""
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], capture_output=True, text=True
+        ).stdout.strip()
+        return rev + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _copy(src: Path, dst: Path) -> None:
+    import shutil
+
+    (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train srlab (the train stage) on one or many processes.")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", default="build/degrade", help="the degrade stage's output folder")
+    parser.add_argument("--out", default="build/train")
+    args = parser.parse_args()
+    final = run(load_params(args.params), args.data, args.out)
+    print(json.dumps({"final": str(final)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Upscaling many files: the infer stage and ``srlab upscale`` share this.
+
+Per image: read (srlab.io conversions), sample with a generator seeded by (seed, image name) so an
+image's result does not depend on which other images run with it, write atomically. Unreadable files
+are skipped and reported; the batch goes on. Inputs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from srlab import io
+from srlab.config import InferParams, Params, SamplerParams, as_dict
+from srlab.model import SRModel, build_sr_model
+from srlab.pipeline import SRPipeline
+from srlab.train import FINAL_DIR, PRIOR_DIR
+
+
+@dataclass
+class UpscaleReport:
+    """What a batch did: written files, and skipped inputs with the reason."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"wrote {len(self.written)} image(s), skipped {len(self.skipped)}"]
+        lines += [f"  skipped {name}: {why}" for name, why in self.skipped.items()]
+        return "\n".join(lines)
+
+
+def image_seed(seed: int, name: str) -> int:
+    """A per-image seed from the run seed and the image's name (stable across runs and orders)."""
+    return (seed * 1_000_003 + zlib.crc32(name.encode())) % 2**63
+
+
+def model_params_for_inference(params: Params, weights: str | Path | None) -> Params:
+    """Point the model at trained weights: ``weights`` is a train stage folder (``prior/`` + ``final/``),
+    or a checkpoint in the authors' layout (``unet/`` + ``controlnet/``), or None (params as they are)."""
+    if weights is None:
+        return params
+    weights = Path(weights)
+    model = params.model
+    if (weights / FINAL_DIR).is_dir():
+        if (weights / PRIOR_DIR).is_dir():
+            model = dataclasses.replace(model, sd2_path=str(weights / PRIOR_DIR))
+        model = dataclasses.replace(model, checkpoint=str(weights / FINAL_DIR))
+    elif (weights / "unet").is_dir() and (weights / "controlnet").is_dir():
+        model = dataclasses.replace(model, checkpoint=str(weights))
+    else:
+        raise FileNotFoundError(
+            f"{weights}: expected a train stage folder (final/, prior/) or a checkpoint folder with "
+            "unet/ and controlnet/ (e.g. the authors' checkpoint-90000); run `dvc repro train` or pass "
+            "--weights"
+        )
+    return dataclasses.replace(params, model=model)
+
+
+def resolve_device(infer: InferParams) -> tuple[torch.device, torch.dtype]:
+    """``auto``: CUDA with bf16 when available, else the CPU in fp32."""
+    cuda = torch.cuda.is_available()
+    device = torch.device(
+        "cuda" if (infer.device == "auto" and cuda) else infer.device.replace("auto", "cpu")
+    )
+    if infer.dtype != "auto":
+        return device, getattr(torch, infer.dtype)
+    return device, torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def build_pipeline(params: Params, weights: str | Path | None = None) -> SRPipeline:
+    """The SR pipeline for ``params`` with trained ``weights`` (see ``model_params_for_inference``)."""
+    params = model_params_for_inference(params, weights)
+    device, dtype = resolve_device(params.infer)
+    model: SRModel = build_sr_model(params.model, device, torch.Generator().manual_seed(params.base.seed))
+    return SRPipeline(model, device, dtype)
+
+
+def upscale_files(
+    pipe: SRPipeline,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    settings: SamplerParams,
+    seed: int,
+    progress: bool = True,
+) -> UpscaleReport:
+    """Upscale each input into ``out_dir/<stem>.png``; refuses to write over an input file."""
+    report = UpscaleReport()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sources = {p.resolve() for p in inputs}
+    for path in tqdm(inputs, desc=f"upscale x{settings.upscale}", disable=not progress):
+        target = out_dir / f"{path.stem}.png"
+        if target.resolve() in sources:
+            raise ValueError(f"{target} would overwrite an input; choose another --out folder")
+        try:
+            lr = io.read_image(path)
+        except (io.ImageReadError, FileNotFoundError) as err:
+            report.skipped[str(path)] = str(err)
+            continue
+        generator = torch.Generator(device=pipe.device).manual_seed(image_seed(seed, path.stem))
+        sr = pipe(lr, settings, generator, name=path.stem)
+        report.written.append(io.write_image(sr, target))
+    return report
+
+
+def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders as their images (sorted); a missing path is kept so it gets reported."""
+    paths: list[Path] = []
+    for item in map(Path, items):
+        paths.extend(io.list_images(item) if item.is_dir() else [item])
+    return paths
+
+
+def settings_for(params: Params, set_name: str) -> SamplerParams:
+    """Sampler settings of an eval set from its kind, the name's suffix (``set5_wild`` -> ``wild``)."""
+    kind = set_name.rsplit("_", 1)[-1]
+    if kind not in params.infer.settings:
+        raise KeyError(
+            f"eval set {set_name!r}: no infer.settings for kind {kind!r} ({sorted(params.infer.settings)})"
+        )
+    return params.infer.settings[kind]
+
+
+def infer_sets(params: Params, pipe: SRPipeline, eval_dir: Path, out_dir: Path) -> dict[str, UpscaleReport]:
+    """The infer stage: every ``eval_dir/<set>/lr`` upscaled into ``out_dir/<set>``, + settings.json."""
+    reports: dict[str, UpscaleReport] = {}
+    used: dict[str, dict] = {}
+    for set_dir in sorted(p for p in eval_dir.iterdir() if (p / "lr").is_dir()):
+        settings = settings_for(params, set_dir.name)
+        inputs = io.list_images(set_dir / "lr")
+        reports[set_dir.name] = upscale_files(
+            pipe, inputs, out_dir / set_dir.name, settings, params.base.seed
+        )
+        used[set_dir.name] = as_dict(settings)
+    (out_dir / "settings.json").write_text(json.dumps(used, indent=1))
+    return reports

@@ -1,0 +1,338 @@
+"""srlab.evaluate, srlab.report, srlab.report_doc: the evaluate and report stages on a tiny fake build."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from srlab import config, data, evaluate, io, metrics, report, report_doc
+from srlab.config import Params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def photo(seed: int, h: int = 32, w: int = 32) -> torch.Tensor:
+    """A smooth-plus-texture 8-bit image (3, h, w) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    smooth = F.interpolate(torch.rand(1, 3, h // 8, w // 8, generator=g), size=(h, w), mode="bicubic")
+    return (smooth[0] + 0.05 * torch.randn(3, h, w, generator=g)).clamp(0, 1).mul(255).round().div(255)
+
+
+def quantized(image: torch.Tensor) -> torch.Tensor:
+    return image.clamp(0, 1).mul(255).round().div(255)
+
+
+def tiny_params(build: Path) -> Params:
+    """The project's params with a tiny metric list, an empty weight cache and small figures."""
+    p = config.load_params(ROOT / "params.yaml")
+    ev = dataclasses.replace(
+        p.evaluate,
+        paired_metrics=["psnr_rgb", "ssim_y", "lpips"],
+        wild_metrics=["musiq"],
+        torch_hub_dir=str(build / "empty-hub"),
+        device="cpu",
+        other_methods={"esrgan": str(build / "esrgan")},
+    )
+    rp = dataclasses.replace(p.report, grid_images=1, crop_size=16, dpi=30, panel_inches=1.0, loss_window=3)
+    return dataclasses.replace(p, evaluate=ev, report=rp)
+
+
+@pytest.fixture(scope="module")
+def fake_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """degrade/ (a paired x4 set and a wild x1 set with manifest), infer/ and another method's outputs
+    for the paired set only; evaluated once for the tests below."""
+    build = tmp_path_factory.mktemp("build")
+    hr = {"a": photo(1, 32, 48), "b": photo(2, 40, 32)}
+    lr = {k: quantized(data.bicubic_downsample(v, 4)) for k, v in hr.items()}
+    ours = {
+        k: quantized(v + 0.03 * torch.randn(v.shape, generator=torch.Generator().manual_seed(5)))
+        for k, v in hr.items()
+    }
+    samples = []
+    for name in hr:
+        io.write_image(hr[name], build / "degrade/eval/s_synthetic/hr" / f"{name}.png")
+        io.write_image(lr[name], build / "degrade/eval/s_synthetic/lr" / f"{name}.png")
+        io.write_image(photo(7, 24, 24), build / "degrade/eval/s_wild/lr" / f"{name}.png")
+        io.write_image(ours[name], build / "infer/s_synthetic" / f"{name}.png")
+        io.write_image(hr[name], build / "esrgan/s_synthetic" / f"{name}.png")  # a perfect "other method"
+        samples += [
+            {"split": "eval", "part": "s_synthetic", "id": name, "scale": 4},
+            {"split": "eval", "part": "s_wild", "id": name, "scale": 1},
+        ]
+    (build / "degrade/manifest.json").write_text(json.dumps({"samples": samples}))
+    params = tiny_params(build)
+    logged: list[str] = []
+    sets = evaluate.find_eval_sets(build / "degrade")
+    evaluation = evaluate.evaluate_sets(sets, build / "infer", params.evaluate, log=logged.append)
+    evaluate.write_outputs(evaluation, build / "evaluate")
+    return {"build": build, "params": params, "hr": hr, "lr": lr, "ours": ours, "log": logged}
+
+
+# ---------------------------------------------------------------------------------------------
+# The evaluate stage
+# ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_stage_writes_metrics_against_reference_values(fake_build: dict[str, Any]) -> None:
+    build, hr, lr, ours = (fake_build[k] for k in ("build", "hr", "lr", "ours"))
+    document = json.loads((build / "evaluate/metrics.json").read_text())
+    paired = document["sets"]["s_synthetic"]
+    assert list(paired) == ["srlab", "bicubic", "esrgan"]  # ours first, then the baselines
+    ref_ours = np.mean([metrics.psnr(ours[k], hr[k], y_channel=False) for k in hr])
+    ref_bicubic = np.mean(
+        [metrics.psnr(metrics.bicubic_upsample(lr[k], 4), hr[k], y_channel=False) for k in hr]
+    )
+    assert paired["srlab"]["psnr_rgb"] == pytest.approx(ref_ours, abs=1e-9)
+    assert paired["bicubic"]["psnr_rgb"] == pytest.approx(ref_bicubic, abs=1e-9)
+    assert paired["esrgan"]["psnr_rgb"] == "inf" and paired["esrgan"]["ssim_y"] == pytest.approx(1.0)
+    assert paired["srlab"]["n_images"] == 2 and paired["srlab"]["lpips"] is None
+    assert paired["srlab"]["score_fr"] is None  # needs lpips: not computed from the rest
+    assert (
+        list(document["sets"]["s_wild"]) == ["bicubic"]
+        and document["sets"]["s_wild"]["bicubic"]["musiq"] is None
+    )
+    unavailable = document["unavailable"]
+    assert (
+        unavailable["lpips"].startswith(f"missing {build / 'empty-hub'}")
+        and "download https://" in unavailable["lpips"]
+    )
+    assert unavailable["score_fr"] == "needs lpips, unavailable (see there)"
+    assert document["challenge"] == {
+        "s": {"bicubic": {"score_fr": None, "score_nr": None, "challenge": None}}
+    }
+    assert "score_fr of s_synthetic: needs lpips" in unavailable["challenge"]
+
+
+def test_evaluate_stage_side_files_and_skip_reasons(fake_build: dict[str, Any]) -> None:
+    build = fake_build["build"]
+    summary = json.loads((build / "evaluate/summary.json").read_text())
+    assert summary["sets"]["s_synthetic"]["scale"] == 4 and summary["sets"]["s_wild"]["kind"] == "LR only"
+    skipped = summary["skipped"]["s_wild"]
+    assert (
+        skipped["srlab"]
+        == f"{build / 'infer/s_wild'} does not exist: the infer stage wrote no outputs for this set"
+    )
+    assert skipped["esrgan"].startswith(f"{build / 'esrgan/s_wild'}: no outputs of esrgan for set s_wild")
+    assert any("s_wild: srlab skipped" in line for line in fake_build["log"])
+    assert summary["results"]["s_synthetic"]["srlab"]["protocol"]["crop_border"] == 0
+    rows = list(csv.DictReader((build / "evaluate/per_image.csv").open()))
+    assert [(r["set"], r["method"]) for r in rows].count(("s_synthetic", "bicubic")) == 2 and len(rows) == 8
+    plot = list(csv.DictReader((build / "evaluate/plots/psnr_rgb.csv").open()))
+    assert {r["label"] for r in plot} == {"s_synthetic / srlab", "s_synthetic / bicubic"}  # inf left out
+    document = json.loads((build / "evaluate/metrics.json").read_text())
+    ours = next(r for r in plot if r["method"] == "srlab")
+    assert float(ours["value"]) == document["sets"]["s_synthetic"]["srlab"]["psnr_rgb"]
+
+
+def test_find_eval_sets_scales_and_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no evaluation sets; run the degrade stage first"):
+        evaluate.find_eval_sets(tmp_path)
+    io.write_image(photo(3, 32, 32), tmp_path / "eval/p/hr/x.png")
+    io.write_image(photo(3, 16, 16), tmp_path / "eval/p/lr/x.png")
+    (found,) = evaluate.find_eval_sets(tmp_path)  # no manifest: the HR/LR size ratio
+    assert (found.name, found.scale, found.paired) == ("p", 2, True)
+    io.write_image(photo(4, 16, 16), tmp_path / "eval/w/lr/x.png")
+    with pytest.raises(ValueError, match=r"eval/w: an LR-only set needs its scale in .*manifest\.json"):
+        evaluate.find_eval_sets(tmp_path)
+    io.write_image(photo(3, 12, 16), tmp_path / "eval/p/lr/x.png")
+    (tmp_path / "manifest.json").write_text('{"samples": [{"split": "eval", "part": "w", "scale": 1}]}')
+    with pytest.raises(
+        ValueError, match=r"hr/x\.png \(32x32\) is not an integer multiple of .*lr/x\.png \(16x12\)"
+    ):
+        evaluate.find_eval_sets(tmp_path)
+    params = tiny_params(tmp_path).evaluate
+    eval_set = evaluate.EvalSet("p", tmp_path / "eval/p/lr", tmp_path / "eval/p/hr", 2)
+    with pytest.raises(
+        FileNotFoundError, match=r"evaluate.other_methods.esrgan = '.*esrgan': folder not found"
+    ):
+        evaluate.method_folders(eval_set, tmp_path / "infer", params)
+    reserved = dataclasses.replace(params, other_methods={"bicubic": str(tmp_path)})
+    with pytest.raises(ValueError, match=r"other_methods.bicubic: 'bicubic' is reserved"):
+        evaluate.method_folders(eval_set, tmp_path / "infer", reserved)
+    _, skipped = evaluate.method_folders(
+        eval_set, tmp_path / "infer", dataclasses.replace(params, other_methods={})
+    )
+    assert skipped == {
+        "srlab": f"{tmp_path / 'infer'} does not exist: the infer stage has not run (`dvc repro infer`)"
+    }
+
+
+def test_challenge_groups_pair_one_paired_with_one_wild_set() -> None:
+    def s(name: str, paired: bool) -> evaluate.EvalSet:
+        return evaluate.EvalSet(name, Path("lr"), Path("hr") if paired else None, 4 if paired else 1)
+
+    sets = [s("set5_synthetic", True), s("set5_wild", False), s("val_synthetic", True), s("lone", True)]
+    assert evaluate.challenge_groups(sets) == {"set5": ("set5_synthetic", "set5_wild")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def test_results_tables_show_unavailable_and_direction() -> None:
+    methods = {
+        "srlab": {"n_images": 3, "psnr_y": 25.123456, "lpips": None},
+        "bicubic": {"n_images": 3, "psnr_y": "inf"},
+    }
+    rows = report.results_rows(methods)
+    assert rows[0] == {"method": "srlab", "images": "3", "psnr_y ↑": "25.12", "lpips ↓": "n/a"}
+    table = report.markdown_table(rows)
+    assert table.splitlines()[0] == "| method | images | psnr_y ↑ | lpips ↓ |"
+    assert table.splitlines()[3] == "| bicubic | 3 | inf |  |"  # missing key: empty cell
+    assert report.markdown_table([{"why": "a | b\nc"}]).splitlines()[2] == "| a \\| b c |"
+    document = {"sets": {"p": methods, "w": {"srlab": {"n_images": 3, "musiq": None}}}}
+    only_psnr = {"set": "p", "method": "srlab", "images": "3", "psnr_y ↑": "25.12"}
+    assert report.method_rows(document, "srlab", ["psnr_y"]) == [only_psnr]  # set w lacks psnr_y
+    ablation = report.ablation_rows({"gs_0.9": {"sets": {"p": {"srlab": methods["srlab"]}}}}, "p")
+    assert ablation == [{"cell": "gs_0.9", "images": "3", "psnr_y ↑": "25.12", "lpips ↓": "n/a"}]
+
+
+# ---------------------------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------------------------
+
+
+def test_detail_box_finds_texture_on_the_scale_grid_and_crops_align() -> None:
+    image = torch.full((3, 48, 64), 0.5)
+    image[:, 24:40, 8:24] = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert report.detail_box(image, 16, stride=4) == (24, 8, 16, 16)
+    assert report.detail_box(image, 100) == (0, 0, 48, 48)  # shrinks to fit, first maximum
+    lr = F.avg_pool2d(image[None], 4)[0]  # (3, 12, 16)
+    assert torch.equal(report.crop(lr, (24, 8, 16, 16), scale=4), lr[:, 6:10, 2:6])
+    assert torch.equal(report.crop(image, (24, 8, 16, 16)), image[:, 24:40, 8:24])
+    with pytest.raises(ValueError, match=r"box \(2, 8, 16, 16\) is not on the 4 px grid"):
+        report.crop(lr, (2, 8, 16, 16), scale=4)
+    with pytest.raises(ValueError, match=r"lies outside an image"):
+        report.crop(lr, (40, 0, 16, 16), scale=4)
+
+
+def test_comparison_figure_lays_out_whole_and_zoomed_panels() -> None:
+    hr = photo(9, 32, 32)
+    lr = hr[:, ::4, ::4]
+    fig = report.comparison_figure(
+        {"LR": lr, "ours": hr, "HR": hr}, (8, 8, 16, 16), {"LR": 4}, panel_inches=1.0
+    )
+    assert [ax.get_title().split("\n")[0] for ax in fig.axes[:3]] == ["LR", "ours", "HR"]
+    assert len(fig.axes) == 6 and np.array_equal(
+        fig.axes[4].images[0].get_array(), report.crop(hr, (8, 8, 16, 16)).permute(1, 2, 0).numpy()
+    )
+    report.plt.close(fig)
+    with pytest.raises(ValueError, match=r"panel 'LR' is \(8, 8\) x1, not the output size"):
+        report.comparison_figure({"HR": hr, "LR": lr}, (8, 8, 16, 16))
+
+
+def test_loss_csv_moving_average_and_errors(tmp_path: Path) -> None:
+    values = [float(v) for v in np.random.default_rng(0).random(11)]
+    for window in (1, 2, 5):
+        expected = [np.mean(values[max(0, i - window // 2) : i + (window - 1) // 2 + 1]) for i in range(11)]
+        assert report.moving_average(values, window) == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+        report.moving_average(values, 0)
+    path = tmp_path / "loss.csv"
+    path.write_text(
+        "phase,step,loss,lr,steps_per_s\nprior,0,2.0,1e-4,3\nsr,0,1.0,1e-4,3\nprior,1,1.5,1e-4,3\n"
+    )
+    assert report.read_loss_csv(path) == {"prior": ([0, 1], [2.0, 1.5]), "sr": ([0], [1.0])}
+    rows = report.loss_plot_rows(report.read_loss_csv(path), 2)
+    assert rows["prior"] == [
+        {"step": 0, "loss": 2.0, "loss_smoothed": 2.0},  # window 2: this value and the one before
+        {"step": 1, "loss": 1.5, "loss_smoothed": 1.75},
+    ]
+    path.write_text("phase,step\nsr,0\n")
+    with pytest.raises(ValueError, match=r"loss\.csv: no column\(s\) \['loss'\]"):
+        report.read_loss_csv(path)
+    path.write_text("phase,step,loss\nsr,0,nope\n")
+    with pytest.raises(ValueError, match=r"loss\.csv, line 2: step/loss not numbers"):
+        report.read_loss_csv(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report document
+# ---------------------------------------------------------------------------------------------
+
+
+def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, Any], tmp_path: Path) -> None:
+    build, params = fake_build["build"], fake_build["params"]
+    (build / "train").mkdir(exist_ok=True)
+    (build / "train/loss.csv").write_text(
+        "phase,step,loss,lr,steps_per_s\n" + "".join(f"sr,{i},{1 / (i + 1)},1e-4,2\n" for i in range(6))
+    )
+    io.write_image(photo(11, 16, 16), build / "train/samples/step_000010.png")
+    (build / "infer/settings.json").write_text('{"synthetic": {"guidance_scale": 0.9}}')
+    cell = build / "ablations/start_lr"
+    cell.mkdir(parents=True, exist_ok=True)
+    (cell / "metrics.json").write_text((build / "evaluate/metrics.json").read_text())
+
+    md_path, html_path = report_doc.build_report(params, build, tmp_path / "report", ROOT, log=lambda _: None)
+    md, html = md_path.read_text(), html_path.read_text()
+    psnr = json.loads((build / "evaluate/metrics.json").read_text())["sets"]["s_synthetic"]["bicubic"][
+        "psnr_rgb"
+    ]
+    assert f"| bicubic | 2 | {psnr:.4g} | " in md and "| srlab | 2 | " in md and "n/a" in md
+    assert "## Unavailable metrics" in md and "| lpips | missing " in md
+    assert "| s_wild | esrgan | " in md  # methods without outputs, with the reason
+    assert "### s_synthetic\n\n| cell | images |" in md and "| start_lr / srlab | 2 |" in md  # ablations
+    links = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
+    assert "figures/grid_s_synthetic_a.png" in links and "figures/loss.png" in links
+    assert "figures/train_step_000010.png" in links and all((md_path.parent / p).is_file() for p in links)
+    assert '"guidance_scale": 0.9' in md
+    assert 'src="figures/' not in html and html.count('src="data:image/png;base64,') == len(links)
+    assert (tmp_path / "report/plots/loss/sr.csv").read_text().startswith("step,loss,loss_smoothed\n0,1.0,")
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert f"git revision: `{head} (" in md
+    params_block = md.split("```yaml\n")[1].split("```")[0]
+    assert yaml.safe_load(params_block) == json.loads(json.dumps(config.as_dict(params)))  # exact params
+
+    linked = dataclasses.replace(params, report=dataclasses.replace(params.report, html_images="link"))
+    _, html_path = report_doc.build_report(linked, build, tmp_path / "linked", ROOT, log=lambda _: None)
+    assert (
+        'src="figures/grid_s_synthetic_a.png"' in html_path.read_text()
+        and "base64" not in html_path.read_text()
+    )
+
+
+def test_report_of_an_empty_build_says_what_is_missing(tmp_path: Path) -> None:
+    lines: list[str] = []
+    md_path, html_path = report_doc.build_report(
+        tiny_params(tmp_path), tmp_path / "build", tmp_path / "out", tmp_path, log=lines.append
+    )
+    md = md_path.read_text()
+    for what, stage in (
+        ("evaluation results", "evaluate"),
+        ("evaluation sets", "degrade"),
+        ("training log", "train"),
+    ):
+        assert re.search(rf"No {what}: `[^`]+` does not exist \(made by the `{stage}` stage\)\.", md), what
+    assert "No ablation results yet" in md and len(lines) == 4
+    assert "git revision: `unknown (no git revision:" in md and "<table>" in html_path.read_text()
+
+
+def test_git_revision_marks_a_dirty_tree(tmp_path: Path) -> None:
+    git = ["git", "-C", str(tmp_path), "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "a.txt").write_text("1")
+    subprocess.run([*git, "add", "a.txt"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    clean = report_doc.git_revision(tmp_path)
+    assert (
+        clean["dirty"] is False
+        and clean["text"] == f"{clean['commit']} (clean)"
+        and len(clean["commit"]) == 40
+    )
+    (tmp_path / "a.txt").write_text("2")
+    dirty = report_doc.git_revision(tmp_path)
+    assert dirty["dirty"] is True and dirty["text"] == f"{clean['commit']} (dirty: 1 files differ from it)"
