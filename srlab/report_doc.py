@@ -20,7 +20,6 @@ import base64
 import json
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +29,7 @@ import yaml
 
 from srlab import evaluate, io, metric_weights, metrics, report
 from srlab.config import Params, ReportParams, as_dict
+from srlab.provenance import git_revision
 
 _IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^":]+\.png)(")')
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -101,23 +101,6 @@ class ReportDoc:
 # ---------------------------------------------------------------------------------------------
 # Provenance
 # ---------------------------------------------------------------------------------------------
-
-
-def git_revision(root: str | Path) -> dict[str, Any]:
-    """{"commit", "dirty", "text"} of the checkout at ``root``; dirty = tracked or untracked files
-    (not ignored ones) differ from the commit. Outside git: commit None and the reason in "text"."""
-
-    def run(*args: str) -> str:
-        command = ["git", "-C", str(root), *args]
-        return subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
-
-    try:
-        commit, changed = run("rev-parse", "HEAD").strip(), run("status", "--porcelain").splitlines()
-    except (OSError, subprocess.SubprocessError) as err:
-        why = getattr(err, "stderr", None) or str(err)
-        return {"commit": None, "dirty": None, "text": f"unknown (no git revision: {why.strip()})"}
-    text = f"{commit} (dirty: {len(changed)} files differ from it)" if changed else f"{commit} (clean)"
-    return {"commit": commit, "dirty": bool(changed), "text": text}
 
 
 def params_yaml(params: Any) -> str:

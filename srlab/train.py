@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from srlab.model import (
     trainable_parameters,
 )
 from srlab.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
+from srlab.provenance import git_revision
 
 PRIOR_DIR = "prior"  # the tiny profile's SD2 stand-in: vae/, unet/, text_encoder/, scheduler/
 FINAL_DIR = "final"  # the trained SR weights in the authors' layout: unet/, controlnet/
@@ -349,7 +349,7 @@ def train_sr(
     sr_dir = out_dir / "sr"
     feed = _feed(params, data_root, params.train.batch_size, accelerator, _start_step(sr_dir))
     tp = params.train
-    provenance = {"params": as_dict(params), "git": git_revision()}
+    provenance = {"params": as_dict(params), "git": git_revision(Path.cwd())}
 
     def loss(models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator) -> torch.Tensor:
         return sr_loss(model, models["unet"], models["controlnet"], feed(step, micro), g, tp.null_prompt_prob)
@@ -435,20 +435,6 @@ def validation_loss(model: SRModel, batches: list[dict[str, Any]], seed: int, re
             gen = loop.step_generator(seed, r, i, 99)
             losses.append(sr_loss(model, model.unet, model.controlnet, batch, gen, 0.0).item())
     return sum(losses) / len(losses)
-
-
-def git_revision() -> str:
-    """HEAD's commit, with "-dirty" when the work tree differs (recorded in every checkpoint)."""
-    try:
-        rev = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], capture_output=True, text=True
-        ).stdout.strip()
-        return rev + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _copy(src: Path, dst: Path) -> None:
