@@ -1,4 +1,5 @@
-"""Shared fixtures. Notebooks run under nbval write to a temporary build folder, not to build/."""
+"""Shared test setup (at the root so it also applies to `pytest notebooks/` alone). Notebooks run under
+nbval write to a temporary build folder, not to build/, with the smoke profile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parent
 
 
 def pytest_configure(config: pytest.Config) -> None:
