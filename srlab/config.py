@@ -344,10 +344,11 @@ def _parse_op(name: str, raw: Any) -> OpParams:
 
 
 # Metric names of srlab.metrics (its table METRICS; a test keeps the two in step).
-NoRefMetric = Literal["musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa"]
+NoRefMetric = Literal["musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe"]
 MetricName = Literal[
-    "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips", "musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa"
-]
+    "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips",
+    "musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -460,6 +461,7 @@ class TrainParams:
     log_every: int = _range(1)
     num_workers: int = _range(0)  # DataLoader worker processes reading the crops
     sample_images: int = _range(0)  # validation LR images super-resolved at every checkpoint
+    val_crop: int = _range(0)  # HR side of the held-out pairs' centre crops that validation scores; 0: all
     prior: PriorParams | None = None  # tiny profile only: train a VAE + UNet prior first
 
 
@@ -495,6 +497,29 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class PromptVariant:
+    """One row of the prompt ablation (Table 3): what the sampler adds to the prompts."""
+
+    added_prompt: str  # appended to the tag prompt (the positive prompt)
+    negative_prompt: str  # the unconditional branch of CFG
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    """The ablations stage (srlab.ablations): the grids of paper Tables 3-5 and the start point.
+
+    Every value is one DVC cell (dvc.yaml ``matrix``); a cell changes one knob of ``infer.settings``
+    (or, for the extractor, of ``model.semantic``) and keeps everything else."""
+
+    eval_set: str  # a data.eval_sets name: cells run on <eval_set>_synthetic and <eval_set>_wild
+    max_images: int = _range(0)  # images per set and cell, first by name; 0 = all
+    prompt: dict[str, PromptVariant]  # Table 3: name -> prompts
+    guidance_scale: dict[str, list[float]]  # Table 4: kind (synthetic / wild) -> scales
+    start_point: list[Literal["noise", "lr"]]  # start point, both kinds
+    extractor: list[Literal["sam2", "none"]]  # Table 5: each trained with the train section's settings
+
+
+@dataclass(frozen=True)
 class Params:
     """All of params.yaml, after the profile overlay."""
 
@@ -506,6 +531,7 @@ class Params:
     model: ModelParams
     train: TrainParams
     infer: InferParams
+    ablations: AblationParams
 
 
 # ---------------------------------------------------------------------------------------------

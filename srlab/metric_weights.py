@@ -77,6 +77,9 @@ METRICS: dict[str, MetricSpec] = {
     ),
     "clipiqa": MetricSpec("NR", "pyiqa clipiqa: CLIP RN50, antonym prompts, ~0-1", (_CLIP,), module="clip"),
     "nrqm": MetricSpec("NR", "pyiqa nrqm (Ma et al.), ~0-10", _hf("NRQM_model.mat")),
+    "piqe": MetricSpec(
+        "NR", "pyiqa piqe (Venkatanath et al.), ~0-100, hand-crafted, no weights", lower_better=True
+    ),
     "hyperiqa": MetricSpec(
         "NR",
         "pyiqa hyperiqa: ResNet50, KonIQ-10k, ~0-1",

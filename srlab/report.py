@@ -91,17 +91,6 @@ def method_rows(document: Mapping[str, Any], method: str, names: Sequence[str]) 
     return rows
 
 
-def ablation_rows(cells: Mapping[str, Mapping[str, Any]], set_name: str) -> list[dict[str, Any]]:
-    """One row per (ablation cell, method) of ``set_name``, from each cell's metrics.json document."""
-    rows = []
-    for cell, document in cells.items():
-        methods = document.get("sets", {}).get(set_name, {})
-        for row in results_rows(methods):
-            rows.append({"cell": cell if len(methods) == 1 else f"{cell} / {row['method']}", **row})
-            rows[-1].pop("method")
-    return rows
-
-
 # ---------------------------------------------------------------------------------------------
 # Crops and comparison grids
 # ---------------------------------------------------------------------------------------------

@@ -386,14 +386,19 @@ def sr_model_params(params: Params, out_dir: Path) -> Params:
     return dataclasses.replace(params, model=model)
 
 
-def run(params: Params, data_root: str | Path, out_dir: str | Path, **sr_kwargs: Any) -> Path:
-    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder."""
-    out_dir, data_root = Path(out_dir), Path(data_root)
-    accelerator = Accelerator(
+def accelerator_for(params: Params) -> Accelerator:
+    """The Accelerator of the train section: mixed precision and accumulation; the CPU without CUDA."""
+    return Accelerator(
         mixed_precision=params.train.mixed_precision,
         gradient_accumulation_steps=params.train.grad_accum,
         cpu=not torch.cuda.is_available(),
     )
+
+
+def run(params: Params, data_root: str | Path, out_dir: str | Path, **sr_kwargs: Any) -> Path:
+    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder."""
+    out_dir, data_root = Path(out_dir), Path(data_root)
+    accelerator = accelerator_for(params)
     if params.train.prior is not None:
         train_prior(params, data_root, out_dir, accelerator)
     return train_sr(sr_model_params(params, out_dir), data_root, out_dir, accelerator, **sr_kwargs)
@@ -404,16 +409,27 @@ def run(params: Params, data_root: str | Path, out_dir: str | Path, **sr_kwargs:
 # ---------------------------------------------------------------------------------------------
 
 
+def centre_crop_pair(
+    hr: torch.Tensor, lr: torch.Tensor, crop: int, scale: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The centre ``crop`` x ``crop`` of an HR image and the matching LR crop (offsets on the LR grid)."""
+    if crop > min(hr.shape[1:]):
+        raise ValueError(f"crop {crop} is larger than the HR image {tuple(hr.shape[1:])}")
+    top, left = (hr.shape[1] - crop) // 2 // scale * scale, (hr.shape[2] - crop) // 2 // scale * scale
+    hr = hr[:, top : top + crop, left : left + crop]
+    lr = lr[:, top // scale : (top + crop) // scale, left // scale : (left + crop) // scale]
+    return hr, lr
+
+
 def validation_batches(pair_dir: Path, crop: int, batch_size: int, scale: int) -> list[dict[str, Any]]:
     """Centre crops of a held-out paired set (``hr/`` + ``lr/``), LR upsampled to HR size, batched."""
     from srlab import io
 
     items = []
     for hr_path in io.list_images(pair_dir / "hr"):
-        hr, lr = io.read_image(hr_path), io.read_image(pair_dir / "lr" / hr_path.name)
-        top, left = (hr.shape[1] - crop) // 2 // scale * scale, (hr.shape[2] - crop) // 2 // scale * scale
-        hr = hr[:, top : top + crop, left : left + crop]
-        lr = lr[:, top // scale : (top + crop) // scale, left // scale : (left + crop) // scale]
+        hr, lr = centre_crop_pair(
+            io.read_image(hr_path), io.read_image(pair_dir / "lr" / hr_path.name), crop, scale
+        )
         lr = F.interpolate(lr[None], size=(crop, crop), mode="bicubic", align_corners=False)[0].clamp(0, 1)
         items.append({"hr": hr, "lr": lr, "id": hr_path.stem})
     return [

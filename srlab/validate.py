@@ -8,18 +8,20 @@ semantic blocks at their initialisation), and the PSNR/SSIM of their SR outputs 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from srlab import io, metrics
+from srlab import io, metrics, report
 from srlab.config import Params
 from srlab.model import build_sr_model
 from srlab.pipeline import SRPipeline
-from srlab.train import sr_model_params, validation_batches, validation_loss
-from srlab.upscale import image_seed, model_params_for_inference
+from srlab.train import centre_crop_pair, sr_model_params, validation_batches, validation_loss
+from srlab.upscale import build_pipeline, image_seed, model_params_for_inference
 
 
 def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeline]:
@@ -46,6 +48,8 @@ def compare(
         scores: dict[str, list[float]] = {"psnr": [], "ssim": []}
         for path in hr_paths:
             hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
+            if params.train.val_crop:
+                hr, lr = centre_crop_pair(hr, lr, params.train.val_crop, scale)
             if method == "bicubic":
                 sr = F.interpolate(lr[None], size=hr.shape[1:], mode="bicubic", align_corners=False)[0].clamp(
                     0, 1
@@ -72,3 +76,30 @@ def with_steps(params: Params, steps: int) -> Params:
     settings = dict(params.infer.settings)
     settings["synthetic"] = dataclasses.replace(settings["synthetic"], steps=steps)
     return dataclasses.replace(params, infer=dataclasses.replace(params.infer, settings=settings))
+
+
+def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callable[[int, Path], None]:
+    """A ``train_sr`` ``on_checkpoint`` hook: the centre crops of the first ``train.sample_images``
+    held-out pairs super-resolved with that checkpoint's weights, saved as one strip (LR, SR, HR per
+    pair) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the output evolves during training."""
+    settings = params.infer.settings["synthetic"]
+    crop = params.train.val_crop
+    pairs = []
+    for path in io.list_images(val_dir / "hr")[: params.train.sample_images]:
+        hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
+        pairs.append((path.stem, *(centre_crop_pair(hr, lr, crop, settings.upscale) if crop else (hr, lr))))
+    out = train_dir / "samples" / "checkpoints"
+
+    def sample(step: int, folder: Path) -> None:
+        pipe = build_pipeline(sr_model_params(params, train_dir), folder / "weights")
+        images, titles = [], []
+        for name, hr, lr in pairs:
+            gen = torch.Generator(device=pipe.device).manual_seed(image_seed(params.base.seed, name))
+            images += [lr, pipe(lr, settings, gen, name=name), hr]
+            titles += [f"{name} LR", f"step {step}", "HR"]
+        out.mkdir(parents=True, exist_ok=True)
+        figure = report.show_images(images, titles, height=2.0)
+        figure.savefig(out / f"step_{step:06d}.png", dpi=params.report.dpi)
+        plt.close(figure)
+
+    return sample

@@ -391,7 +391,21 @@ def test_wild_set_without_weights_reports_every_metric_and_score(tmp_path: Path)
     params = evaluate_params(tmp_path / "hub")
     suite = metrics.MetricSuite(params.wild_metrics, params)
     result = suite.evaluate_folder(write_set(tmp_path / "sr", {"x": photo(50)}), set_name="wild", method="m")
-    assert result.rows == [{"set": "wild", "method": "m", "image": "x"}]
-    assert set(result.summary["unavailable"]) == {*params.wild_metrics, "score_nr"}
+    learned = [m for m in params.wild_metrics if metric_weights.METRICS[m].files]
+    measured = {k: v for k, v in result.rows[0].items() if k not in ("set", "method", "image")}
+    assert set(measured) == set(params.wild_metrics) - set(learned)  # piqe needs no weights
+    assert set(result.summary["unavailable"]) == {*learned, "score_nr"}
     written = json.loads(metrics.write_json({"v": [math.inf, -math.inf]}, tmp_path / "j.json").read_text())
     assert written == {"v": ["inf", "-inf"]}
+
+
+def test_piqe_runs_offline_and_prefers_the_clean_photo(tmp_path: Path) -> None:
+    """PIQE, the wild sets' no-reference metric that needs no weights: noise and blocking score worse."""
+    params = evaluate_params(tmp_path / "hub")
+    suite = metrics.MetricSuite(["piqe"], params)
+    clean = io.read_image(Path(__file__).resolve().parents[1] / "data" / "set5" / "baby.png")[:, :256, :256]
+    noisy = (clean + 0.08 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    blocky = F.interpolate(F.avg_pool2d(clean[None], 8), scale_factor=8, mode="nearest")[0]
+    scores = [suite.score(image)["piqe"] for image in (clean, noisy, blocky)]
+    assert scores[0] < scores[1] and scores[0] < scores[2], scores
+    assert not suite.unavailable

@@ -195,8 +195,6 @@ def test_results_tables_show_unavailable_and_direction() -> None:
     document = {"sets": {"p": methods, "w": {"srlab": {"n_images": 3, "musiq": None}}}}
     only_psnr = {"set": "p", "method": "srlab", "images": "3", "psnr_y ↑": "25.12"}
     assert report.method_rows(document, "srlab", ["psnr_y"]) == [only_psnr]  # set w lacks psnr_y
-    ablation = report.ablation_rows({"gs_0.9": {"sets": {"p": {"srlab": methods["srlab"]}}}}, "p")
-    assert ablation == [{"cell": "gs_0.9", "images": "3", "psnr_y ↑": "25.12", "lpips ↓": "n/a"}]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,9 +269,13 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     )
     io.write_image(photo(11, 16, 16), build / "train/samples/step_000010.png")
     (build / "infer/settings.json").write_text('{"synthetic": {"guidance_scale": 0.9}}')
-    cell = build / "ablations/start_lr"
-    cell.mkdir(parents=True, exist_ok=True)
-    (cell / "metrics.json").write_text((build / "evaluate/metrics.json").read_text())
+    params = dataclasses.replace(params, ablations=dataclasses.replace(params.ablations, eval_set="s"))
+    for scale in ("0.8", "1.1"):  # two cells of Table 4 on the paired set
+        cell = build / f"ablations/guidance_scale-synthetic-{scale}"
+        (cell / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
+        (cell / "metrics.json").write_text((build / "evaluate/metrics.json").read_text())
+        for name, image in fake_build["ours"].items():
+            io.write_image(image, cell / "s_synthetic" / f"{name}.png")
 
     md_path, html_path = report_doc.build_report(params, build, tmp_path / "report", ROOT, log=lambda _: None)
     md, html = md_path.read_text(), html_path.read_text()
@@ -283,9 +285,15 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     assert f"| bicubic | 2 | {psnr:.4g} | " in md and "| srlab | 2 | " in md and "n/a" in md
     assert "## Unavailable metrics" in md and "| lpips | missing " in md
     assert "| s_wild | esrgan | " in md  # methods without outputs, with the reason
-    assert "### s_synthetic\n\n| cell | images |" in md and "| start_lr / srlab | 2 |" in md  # ablations
+    ours_psnr = json.loads((build / "evaluate/metrics.json").read_text())["sets"]["s_synthetic"]["srlab"]
+    assert (
+        "### Table 4: guidance scale" in md
+        and f"| 1.1 | s_synthetic | 2 | {ours_psnr['psnr_rgb']:.4g} |" in md
+    )
+    assert "| not run (`dvc repro ablate_guidance_synthetic`) |" in md  # cells still to run
     links = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert "figures/grid_s_synthetic_a.png" in links and "figures/loss.png" in links
+    assert "figures/guidance_synthetic.png" in links and "figures/guidance_wild.png" not in links
     assert "figures/train_step_000010.png" in links and all((md_path.parent / p).is_file() for p in links)
     assert '"guidance_scale": 0.9' in md
     assert 'src="figures/' not in html and html.count('src="data:image/png;base64,') == len(links)
@@ -317,7 +325,7 @@ def test_report_of_an_empty_build_says_what_is_missing(tmp_path: Path) -> None:
         ("training log", "train"),
     ):
         assert re.search(rf"No {what}: `[^`]+` does not exist \(made by the `{stage}` stage\)\.", md), what
-    assert "No ablation results yet" in md and len(lines) == 4
+    assert "| sam2 | set5_wild | not run (`dvc repro ablate_extractor`) |" in md and len(lines) == 5
     assert "git revision: `unknown (no git revision:" in md and "<table>" in html_path.read_text()
 
 

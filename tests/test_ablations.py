@@ -1,0 +1,108 @@
+"""The ablation grids: which cells exist, what each changes, and how results become tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from srlab import ablations
+from srlab.ablations import Cell
+from srlab.config import ConfigError, Params, as_dict, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def params() -> Params:
+    return load_params(ROOT / "params.yaml", "tiny")
+
+
+def test_cells_cover_every_grid_value_once(params: Params) -> None:
+    ab = params.ablations
+    found = ablations.cells(params)
+    expected = 2 * len(ab.prompt) + sum(map(len, ab.guidance_scale.values())) + 2 * len(ab.start_point)
+    assert len(found) == expected + len(ab.extractor)
+    assert len({c.name for c in found}) == len(found)
+    assert Cell("guidance_scale", "wild", "14.0") in found
+    assert Cell("extractor", "both", "none").sets(params) == ["set5_synthetic", "set5_wild"]
+    assert Cell("prompt", "wild", "none").sets(params) == ["set5_wild"]
+
+
+def test_cell_names_match_the_stages_dvc_expands(params: Params) -> None:
+    """Every cell's output folder is an output of a dvc.yaml stage, as DVC renders the grid values."""
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    templates = [o for s in stages.values() if "matrix" in s for o in s["outs"] if isinstance(o, str)]
+    assert len(templates) == 5
+    assert {c.stage for c in ablations.cells(params)} == {n for n, s in stages.items() if "matrix" in s}
+    assert all(t.startswith("build/ablations/") for t in templates)
+    # DVC renders floats with str(): 10.0 -> "10.0", the value Cell.name carries
+    assert Cell("guidance_scale", "wild", str(10.0)).name == "guidance_scale-wild-10.0"
+
+
+def test_find_cell_accepts_numbers_and_refuses_values_off_the_grid(params: Params) -> None:
+    assert ablations.find_cell(params, "guidance_scale", "wild", 10) == Cell("guidance_scale", "wild", "10.0")
+    assert ablations.find_cell(params, "prompt", "synthetic", "positive").value == "positive"
+    with pytest.raises(ConfigError, match=r"guidance_scale-wild-9\.0.*not in params.yaml's ablations grids"):
+        ablations.find_cell(params, "guidance_scale", "wild", "9.0")
+
+
+@pytest.mark.parametrize(
+    ("cell", "changed"),
+    [
+        (Cell("guidance_scale", "wild", "12.0"), {"guidance_scale": 12.0}),
+        (Cell("start_point", "synthetic", "noise"), {"start_point": "noise"}),
+        (Cell("prompt", "wild", "none"), {"added_prompt": "", "negative_prompt": ""}),
+    ],
+)
+def test_a_cell_turns_one_knob_of_one_kind(params: Params, cell: Cell, changed: dict) -> None:
+    turned = ablations.cell_params(params, cell)
+    other = "synthetic" if cell.kind == "wild" else "wild"
+    assert turned.infer.settings[other] == params.infer.settings[other]
+    assert turned.model == params.model
+    before, after = as_dict(params.infer.settings[cell.kind]), as_dict(turned.infer.settings[cell.kind])
+    assert {k: v for k, v in after.items() if before[k] != v} == {
+        k: v for k, v in changed.items() if before[k] != v
+    }
+    assert all(after[k] == v for k, v in changed.items())
+
+
+def test_extractor_cell_changes_only_the_extractor(params: Params) -> None:
+    turned = ablations.cell_params(params, Cell("extractor", "both", "none"))
+    assert turned.model.semantic.extractor == "none"
+    assert dataclasses.replace(turned.model, semantic=params.model.semantic) == params.model
+    assert turned.infer == params.infer
+
+
+def _document(psnr: float, piqe: float) -> dict:
+    return {
+        "sets": {
+            "set5_synthetic": {"srlab": {"n_images": 5, "psnr_rgb": psnr, "lpips": None, "score_fr": None}},
+            "set5_wild": {"srlab": {"n_images": 5, "piqe": piqe, "score_nr": None}},
+        },
+        "challenge": {"set5": {"srlab": {"score_fr": None, "score_nr": None, "challenge": None}}},
+        "unavailable": {"lpips": "no weights"},
+    }
+
+
+def test_tables_and_summary_from_cell_documents(params: Params, tmp_path: Path) -> None:
+    cell = Cell("extractor", "both", "none")
+    (tmp_path / cell.name).mkdir()
+    (tmp_path / cell.name / "metrics.json").write_text(json.dumps(_document(20.5, 33.0)))
+    results = ablations.read_cells(params, tmp_path)
+    assert results[cell] is not None and results[Cell("extractor", "both", "sam2")] is None
+    rows = ablations.table_rows(params, results, "extractor")
+    ran = [r for r in rows if r["extractor"] == "none"]
+    assert ran[0] == {"extractor": "none", "set": "set5_synthetic", "images": "5", "psnr_rgb ↑": "20.5",
+                      "lpips ↓": "n/a", "score_fr ↑": "n/a", "piqe ↓": "", "score_nr ↑": "",
+                      "status": ""}  # fmt: skip
+    assert ran[1]["piqe ↓"] == "33" and ran[1]["score_nr ↑"] == "n/a" and list(ran[1])[-1] == "status"
+    not_run = [r["status"] for r in rows if r["extractor"] == "sam2"]
+    assert not_run == ["not run (`dvc repro ablate_extractor`)"] * 2
+    summary = ablations.summary(params, results)
+    assert summary == {"extractor": {"none": {
+        "set5_synthetic": {"n_images": 5, "psnr_rgb": 20.5, "lpips": None, "score_fr": None},
+        "set5_wild": {"n_images": 5, "piqe": 33.0, "score_nr": None}}}}  # fmt: skip
