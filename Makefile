@@ -3,7 +3,6 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export SAM2_BUILD_CUDA := 0
-export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: setup repro test lint notebooks
 

@@ -11,24 +11,24 @@ A cell changes one knob and keeps the rest of params.yaml (``ablations`` holds t
 
 dvc.yaml expands each grid with ``matrix`` and runs ``notebooks/06_ablation.ipynb`` per cell with
 (axis, kind, value). A cell writes ``<ablations>/<cell name>/``: ``metrics.json`` (the evaluate
-stage's schema: ``srlab`` and ``bicubic`` on the cell's sets), ``cell.json`` (what changed and the exact
-sampler settings) and the SR images, ``<set>/<name>.png``. The report reads the cells that params.yaml
-defines now, so the folder of a value removed from a grid is ignored.
+stage's schema: ``srlab`` and ``bicubic`` on the cell's sets), ``cell.json`` (what changed and the
+exact sampler settings), the SR images ``<set>/<name>.png`` and the inputs they came from,
+``inputs/<set>/{lr,hr}`` (the first ``ablations.max_images`` images, centre crops of
+``ablations.crop``). The report reads the cells that params.yaml defines now, so the folder of a value
+removed from a grid is ignored.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 
-from srlab import evaluate, io, report, train
+from srlab import evaluate, io, metrics, report, train
 from srlab.config import ConfigError, Params, SamplerParams, as_dict
 from srlab.upscale import build_pipeline, upscale_files
 
@@ -40,6 +40,7 @@ TABLES = {  # axis -> title, in report order
 }
 KINDS = ("synthetic", "wild")
 BOTH = "both"  # the kind of an extractor cell: one trained model, measured on both sets
+INPUTS = "inputs"  # <cell>/inputs/<set>/{lr,hr}: the (cropped) images the cell ran on
 
 
 @dataclass(frozen=True)
@@ -127,19 +128,26 @@ def cell_weights(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path,
     return dataclasses.replace(inference, model=model)
 
 
-def _first_images(eval_set: evaluate.EvalSet, n: int, root: Path) -> evaluate.EvalSet:
-    """The set cut to its first ``n`` images (by name; symlinks under ``root``); ``n`` = 0: the set."""
-    if not n:
-        return eval_set
-    folders = {"lr": eval_set.lr_dir, "hr": eval_set.hr_dir}
-    for sub, folder in folders.items():
-        if folder is None:
-            continue
-        (root / eval_set.name / sub).mkdir(parents=True)
-        for path in io.list_images(folder)[:n]:
-            os.symlink(path.resolve(), root / eval_set.name / sub / path.name)
-    hr = root / eval_set.name / "hr" if eval_set.hr_dir else None
-    return dataclasses.replace(eval_set, lr_dir=root / eval_set.name / "lr", hr_dir=hr)
+def cell_inputs(eval_set: evaluate.EvalSet, n: int, crop: int, root: Path) -> evaluate.EvalSet:
+    """The set as a cell sees it: its first ``n`` images by name (0: all), each cut to the centre
+    ``crop`` px of the output size (LR: ``crop / scale``; 0: whole), written to ``root/<set>/{lr,hr}``
+    (kept in the cell's folder: the figures show exactly what the cell saw)."""
+    s = eval_set.scale
+    hr_paths = metrics.images_by_name(eval_set.hr_dir) if eval_set.hr_dir else {}
+    out = dataclasses.replace(eval_set, lr_dir=root / eval_set.name / "lr")
+    out = dataclasses.replace(out, hr_dir=root / eval_set.name / "hr" if hr_paths else None)
+    for name, lr_path in list(metrics.images_by_name(eval_set.lr_dir).items())[: n or None]:
+        lr = io.read_image(lr_path)
+        hr = io.read_image(hr_paths[name]) if hr_paths else None
+        if crop:
+            side = min(crop, lr.shape[1] * s, lr.shape[2] * s) // s * s
+            full = hr if hr is not None else lr.repeat_interleave(s, 1).repeat_interleave(s, 2)
+            full, lr = train.centre_crop_pair(full, lr, side, s)
+            hr = full if hr is not None else None
+        io.write_image(lr, out.lr_dir / f"{name}.png")
+        if hr is not None:
+            io.write_image(hr, out.hr_dir / f"{name}.png")
+    return out
 
 
 def run_cell(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, out_dir: Path) -> dict[str, Any]:
@@ -152,12 +160,13 @@ def run_cell(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, out
             f"ablations.eval_set {params.ablations.eval_set!r}: no eval set(s) {missing} in "
             f"{degrade_dir}/eval (have {sorted(available)}); it must name one of data.eval_sets"
         )
-    with io.atomic_dir(Path(out_dir) / cell.name) as tmp, tempfile.TemporaryDirectory() as inputs:
+    with io.atomic_dir(Path(out_dir) / cell.name) as tmp:
         run = cell_weights(params, cell, degrade_dir, train_dir, tmp)
         pipe = build_pipeline(run)
         sets, used = [], {}
         for name in cell.sets(params):
-            eval_set = _first_images(available[name], params.ablations.max_images, Path(inputs))
+            ab = params.ablations
+            eval_set = cell_inputs(available[name], ab.max_images, ab.crop, tmp / INPUTS)
             settings = run.infer.settings[name.rsplit("_", 1)[-1]]
             upscale_files(pipe, io.list_images(eval_set.lr_dir), tmp / name, settings, params.base.seed)
             sets.append(eval_set)
@@ -221,7 +230,7 @@ def summary(params: Params, results: dict[Cell, dict[str, Any] | None]) -> dict[
     return out
 
 
-def scale_figure(params: Params, ablation_dir: Path, degrade_dir: Path, kind: str) -> plt.Figure | None:
+def scale_figure(params: Params, ablation_dir: Path, kind: str) -> plt.Figure | None:
     """The same crop of the set's first image across the guidance scales of ``kind`` (Table 4's figure):
     LR, one panel per scale, HR where the set has it. None if no scale of ``kind`` has run."""
     scales = [c for c in cells(params) if c.axis == "guidance_scale" and c.kind == kind]
@@ -230,13 +239,13 @@ def scale_figure(params: Params, ablation_dir: Path, degrade_dir: Path, kind: st
     outputs = {k: v for k, v in outputs.items() if v.is_dir() and io.list_images(v)}
     if not outputs:
         return None
-    first = io.list_images(next(iter(outputs.values())))[0]
-    eval_dir = Path(degrade_dir) / "eval" / set_name
-    lr = io.read_image(next(p for p in io.list_images(eval_dir / "lr") if p.stem == first.stem))
+    first_dir = next(iter(outputs.values()))
+    first = io.list_images(first_dir)[0]
+    inputs = first_dir.parent / INPUTS / set_name  # every cell of a kind saw the same inputs
+    lr = io.read_image(inputs / "lr" / first.name)
     panels = {"LR": lr, **{k: io.read_image(v / first.name) for k, v in outputs.items()}}
-    hr_dir = eval_dir / "hr"
-    if hr_dir.is_dir():
-        panels["HR"] = io.read_image(next(p for p in io.list_images(hr_dir) if p.stem == first.stem))
+    if (inputs / "hr" / first.name).is_file():
+        panels["HR"] = io.read_image(inputs / "hr" / first.name)
     reference = panels.get("HR", panels[next(iter(outputs))])
     scale = reference.shape[-1] // lr.shape[-1]
     box = report.detail_box(reference, params.report.crop_size, stride=scale)

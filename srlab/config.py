@@ -513,6 +513,7 @@ class AblationParams:
 
     eval_set: str  # a data.eval_sets name: cells run on <eval_set>_synthetic and <eval_set>_wild
     max_images: int = _range(0)  # images per set and cell, first by name; 0 = all
+    crop: int = _range(0)  # side of the HR-size centre crop of each image the cells run on; 0 = whole
     prompt: dict[str, PromptVariant]  # Table 3: name -> prompts
     guidance_scale: dict[str, list[float]]  # Table 4: kind (synthetic / wild) -> scales
     start_point: list[Literal["noise", "lr"]]  # start point, both kinds

@@ -221,7 +221,9 @@ _SCALE_NOTE = (
     "measured on the challenge sets. Compare directions of effects, not values. The paper's own table "
     "values are not reproduced here: the paper text was not available to this offline build (arXiv "
     "2504.09887, Tables 3-5). Partial scores: score_fr = PSNR + 10 SSIM - 10 LPIPS on the synthetic set, "
-    "score_nr = 0.1 MUSIQ + 10 MANIQA + 10 CLIPIQA on the wild set (n/a where weights are missing)."
+    "score_nr = 0.1 MUSIQ + 10 MANIQA + 10 CLIPIQA on the wild set (n/a where weights are missing). "
+    "Table 5 has no DAPE row (SeeSR's tag extractor): its code (recognize-anything) is not installable "
+    "from the package registry and its weights are not downloadable here."
 )
 
 
@@ -236,7 +238,7 @@ def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str],
         if axis != "guidance_scale":
             continue
         for kind in ablations.KINDS:
-            figure = ablations.scale_figure(params, build / "ablations", build / "degrade", kind)
+            figure = ablations.scale_figure(params, build / "ablations", kind)
             if figure is not None:
                 doc.figure(figure, f"guidance_{kind}", f"{kind}: the same crop across guidance scales")
     not_run = [c.name for c, d in results.items() if d is None]

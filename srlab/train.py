@@ -31,7 +31,7 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch.utils.data import DataLoader, Dataset
 
 from srlab import loop
-from srlab.config import Params, as_dict, load_params
+from srlab.config import PROFILES, Params, as_dict, load_params
 from srlab.data import TrainPairs
 from srlab.io import atomic_dir, to_vae_range
 from srlab.model import (
@@ -462,10 +462,11 @@ def _copy(src: Path, dst: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Train srlab (the train stage) on one or many processes.")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--profile", choices=PROFILES, help="overrides base.profile of the params file")
     parser.add_argument("--data", default="build/degrade", help="the degrade stage's output folder")
     parser.add_argument("--out", default="build/train")
     args = parser.parse_args()
-    final = run(load_params(args.params), args.data, args.out)
+    final = run(load_params(args.params, args.profile), args.data, args.out)
     print(json.dumps({"final": str(final)}))
 
 

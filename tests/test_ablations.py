@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
 import yaml
 
-from srlab import ablations
+from srlab import ablations, evaluate, io
 from srlab.ablations import Cell
 from srlab.config import ConfigError, Params, as_dict, load_params
 
@@ -106,3 +108,27 @@ def test_tables_and_summary_from_cell_documents(params: Params, tmp_path: Path) 
     assert summary == {"extractor": {"none": {
         "set5_synthetic": {"n_images": 5, "psnr_rgb": 20.5, "lpips": None, "score_fr": None},
         "set5_wild": {"n_images": 5, "piqe": 33.0, "score_nr": None}}}}  # fmt: skip
+
+
+def test_cell_inputs_cut_aligned_centre_crops(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    hr = torch.rand(3, 40, 64, generator=gen)
+    lr = F.avg_pool2d(hr[None], 4)[0]  # (3, 10, 16)
+    for name in ("b", "a"):
+        io.write_image(hr, tmp_path / "s_synthetic/hr" / f"{name}.png")
+        io.write_image(lr, tmp_path / "s_synthetic/lr" / f"{name}.png")
+        io.write_image(hr, tmp_path / "s_wild/lr" / f"{name}.png")
+    paired = evaluate.EvalSet("s_synthetic", tmp_path / "s_synthetic/lr", tmp_path / "s_synthetic/hr", 4)
+    cut = ablations.cell_inputs(paired, 1, 16, tmp_path / "cells")
+    assert [p.name for p in io.list_images(cut.lr_dir)] == ["a.png"] and cut.hr_dir is not None
+    hr8, lr8 = io.read_image(cut.hr_dir / "a.png"), io.read_image(cut.lr_dir / "a.png")
+    assert hr8.shape == (3, 16, 16) and lr8.shape == (3, 4, 4)
+    q = io.read_image(tmp_path / "s_synthetic/hr/a.png")  # the 8-bit values written
+    assert torch.equal(hr8, q[:, 12:28, 24:40])  # centre, on the x4 grid of the LR
+    assert torch.equal(lr8, io.read_image(tmp_path / "s_synthetic/lr/a.png")[:, 3:7, 6:10])
+    wild = evaluate.EvalSet("s_wild", tmp_path / "s_wild/lr", None, 1)
+    cut = ablations.cell_inputs(wild, 0, 100, tmp_path / "cells")
+    assert cut.hr_dir is None and len(io.list_images(cut.lr_dir)) == 2
+    assert io.read_image(cut.lr_dir / "b.png").shape == (3, 40, 40)  # the crop shrinks to fit
+    whole = ablations.cell_inputs(wild, 0, 0, tmp_path / "whole")  # copies, uncut
+    assert torch.equal(io.read_image(whole.lr_dir / "a.png"), io.read_image(wild.lr_dir / "a.png"))

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,8 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
         (cell / "metrics.json").write_text((build / "evaluate/metrics.json").read_text())
         for name, image in fake_build["ours"].items():
             io.write_image(image, cell / "s_synthetic" / f"{name}.png")
+        for sub in ("lr", "hr"):  # the inputs the cell saw (here: uncut)
+            shutil.copytree(build / "degrade/eval/s_synthetic" / sub, cell / "inputs/s_synthetic" / sub)
 
     md_path, html_path = report_doc.build_report(params, build, tmp_path / "report", ROOT, log=lambda _: None)
     md, html = md_path.read_text(), html_path.read_text()
