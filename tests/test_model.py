@@ -7,14 +7,13 @@ import copy
 import dataclasses
 import json
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
+from helpers import seeded
 from safetensors.torch import load_file, save_file
 
 from srlab import config, prompts, semantic
@@ -34,13 +33,6 @@ from srlab.semantic import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "seesr_layout_checkpoint.json").read_text())
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 @pytest.fixture(scope="module")

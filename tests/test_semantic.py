@@ -6,8 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import typing
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,20 +14,13 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
+from helpers import seeded
 from torchvision import transforms
 
 from srlab import config, prompts, semantic
 from srlab.semantic import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """Module initialisation uses torch's global RNG; fork it so tests stay independent."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
 
 
 @pytest.fixture(scope="module")
