@@ -216,7 +216,7 @@ def _grids(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], Non
 
 _SCALE_NOTE = (
     "Profile **{profile}**. In the tiny profile these are a from-scratch model a few MB in size, trained for "
-    "minutes on 2 CPU cores on BSD68 crops and measured on {n} image(s) of {set}; the paper's are SD2 base "
+    "minutes on 2 CPU cores on BSD68 crops and measured on {images}; the paper's are SD2 base "
     "(866M-parameter UNet) + ControlNet trained 90k steps at 512 px on LSDIR and the challenge's pairs, "
     "measured on the challenge sets. Compare directions of effects, not values. The paper's own table "
     "values are not reproduced here: the paper text was not available to this offline build (arXiv "
@@ -230,11 +230,18 @@ _SCALE_NOTE = (
 def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], None]) -> None:
     doc.heading("Ablations")
     results = ablations.read_cells(params, build / "ablations")
-    n = params.ablations.max_images or "all"
-    doc.text(_SCALE_NOTE.format(profile=params.base.profile, n=n, set=params.ablations.eval_set))
+    ab = params.ablations
+    images = f"{ab.max_images or 'all'} image(s) of {ab.eval_set}"
+    images = f"the centre {ab.crop} px of {images}" if ab.crop else images
+    doc.text(_SCALE_NOTE.format(profile=params.base.profile, images=images))
     for axis, title in ablations.TABLES.items():
         doc.heading(title, 3)
-        doc.table(ablations.table_rows(params, results, axis))
+        rows = ablations.table_rows(params, results, axis)
+        for set_name in dict.fromkeys(r["set"] for r in rows):  # one table per set: its own metrics
+            mine = [r for r in rows if r["set"] == set_name]
+            filled = [k for k in mine[0] if k != "set" and any(r[k] != "" for r in mine)]
+            doc.text(f"**{set_name}**")
+            doc.table([{k: r[k] for k in filled} for r in mine])
         if axis != "guidance_scale":
             continue
         for kind in ablations.KINDS:

@@ -291,7 +291,8 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     ours_psnr = json.loads((build / "evaluate/metrics.json").read_text())["sets"]["s_synthetic"]["srlab"]
     assert (
         "### Table 4: guidance scale" in md
-        and f"| 1.1 | s_synthetic | 2 | {ours_psnr['psnr_rgb']:.4g} |" in md
+        and "**s_synthetic**\n\n| guidance_scale | images | psnr_rgb ↑ |" in md
+        and f"| 1.1 | 2 | {ours_psnr['psnr_rgb']:.4g} |" in md
     )
     assert "| not run (`dvc repro ablate_guidance_synthetic`) |" in md  # cells still to run
     links = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
@@ -328,7 +329,7 @@ def test_report_of_an_empty_build_says_what_is_missing(tmp_path: Path) -> None:
         ("training log", "train"),
     ):
         assert re.search(rf"No {what}: `[^`]+` does not exist \(made by the `{stage}` stage\)\.", md), what
-    assert "| sam2 | set5_wild | not run (`dvc repro ablate_extractor`) |" in md and len(lines) == 5
+    assert "| sam2 | not run (`dvc repro ablate_extractor`) |" in md and len(lines) == 5
     assert "git revision: `unknown (no git revision:" in md and "<table>" in html_path.read_text()
 
 
