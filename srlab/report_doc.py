@@ -270,6 +270,7 @@ def _training(doc: ReportDoc, rp: ReportParams, build: Path, out: Path, log: Cal
         for phase, rows in report.loss_plot_rows(curves, rp.loss_window).items():
             metrics.write_rows_csv(rows, out / "plots" / "loss" / f"{phase}.csv")
     _samples(doc, build / "train" / "samples", "train", rp.max_samples)
+    _samples(doc, build / "train" / "samples" / "checkpoints", "train_checkpoint", rp.max_samples)
 
 
 def _inference(doc: ReportDoc, rp: ReportParams, build: Path, log: Callable[[str], None]) -> None:

@@ -269,6 +269,7 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
         "phase,step,loss,lr,steps_per_s\n" + "".join(f"sr,{i},{1 / (i + 1)},1e-4,2\n" for i in range(6))
     )
     io.write_image(photo(11, 16, 16), build / "train/samples/step_000010.png")
+    io.write_image(photo(12, 16, 48), build / "train/samples/checkpoints/step_000020.png")
     (build / "infer/settings.json").write_text('{"synthetic": {"guidance_scale": 0.9}}')
     params = dataclasses.replace(params, ablations=dataclasses.replace(params.ablations, eval_set="s"))
     for scale in ("0.8", "1.1"):  # two cells of Table 4 on the paired set
@@ -299,6 +300,7 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     assert "figures/grid_s_synthetic_a.png" in links and "figures/loss.png" in links
     assert "figures/guidance_synthetic.png" in links and "figures/guidance_wild.png" not in links
     assert "figures/train_step_000010.png" in links and all((md_path.parent / p).is_file() for p in links)
+    assert "figures/train_checkpoint_step_000020.png" in links  # samples during training
     assert '"guidance_scale": 0.9' in md
     assert 'src="figures/' not in html and html.count('src="data:image/png;base64,') == len(links)
     assert (tmp_path / "report/plots/loss/sr.csv").read_text().startswith("step,loss,loss_smoothed\n0,1.0,")
