@@ -26,6 +26,12 @@ from srlab.semantic import semantic_modules  # noqa: E402
 from srlab.train import sr_loss  # noqa: E402
 
 
+def _peak_rss_gib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", choices=["tiny", "paper"], default="tiny")
@@ -76,10 +82,11 @@ def main() -> None:
         if cuda:
             torch.cuda.synchronize()
         seconds = (time.perf_counter() - start) / args.steps
-        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        # CUDA: peak tensor memory of this batch size; CPU: the process's peak resident set so far
+        peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else _peak_rss_gib()
         print(
             f"batch {batch_size}: {seconds:6.3f} s/step, {batch_size / seconds:6.2f} samples/s, "
-            f"peak {peak:6.2f} GiB"
+            f"peak {peak:6.2f} GiB{'' if cuda else ' (process RSS)'}"
         )
 
 
