@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -555,12 +556,29 @@ def project_root(start: str | os.PathLike[str] | None = None) -> Path:
     )
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (true/false only), as DVC reads and writes the file.
+
+    PyYAML follows YAML 1.1, where unquoted ``no``/``yes``/``on``/``off`` are booleans. ``dvc exp run
+    -S`` rewrites params.yaml with ruamel (YAML 1.2) and drops quotes, so ``"no"`` came back as ``no``
+    and loaded here as False."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: params file not found")
     with path.open() as f:
-        raw = yaml.safe_load(f) or {}
+        raw = yaml.load(f, Loader=_Yaml12Loader) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     return raw

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,19 @@ def test_profile_argument_overrides_the_file(raw: dict, tmp_path: Path) -> None:
     assert smoke.model == config.load_params(path).model  # untouched sections stay tiny
     with pytest.raises(ConfigError, match=r"base\.profile: expected one of"):
         config.load_params(path, profile="huge")
+
+
+def test_params_survive_dvc_exp_run_set_param(tmp_path: Path) -> None:
+    """`dvc exp run -S key=value` rewrites params.yaml with ruamel (YAML 1.2) and drops quotes: the
+    rewritten file must load to the same params (YAML 1.1 would read an unquoted `no` as False)."""
+    from dvc.utils.serialize import modify_yaml
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", copy)
+    with modify_yaml(copy) as raw:  # what `dvc exp run -S base.seed=0` does to the file
+        raw["base"]["seed"] = 0
+    assert "mixed_precision: no " in copy.read_text()  # the quotes are gone
+    for profile in config.PROFILES:
+        assert config.load_params(copy, profile) == config.load_params(ROOT / "params.yaml", profile)
+    loaded = config.read_yaml(copy)
+    assert loaded["train"]["mixed_precision"] == "no" and loaded["data"]["paired_dir"] is None
