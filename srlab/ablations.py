@@ -119,13 +119,11 @@ def sampler_settings(base: SamplerParams, params: Params, cell: Cell) -> Sampler
 def cell_weights(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, work_dir: Path) -> Params:
     """Params whose model loads the weights the cell runs: the train stage's, or (extractor cells whose
     extractor differs) the SR phase retrained into ``work_dir/train`` on the train stage's prior."""
+    turned = train.sr_model_params(cell_params(params, cell), train_dir)
     weights = train_dir / train.FINAL_DIR
     if cell.axis == "extractor" and cell.value != params.model.semantic.extractor:
-        trained = train.sr_model_params(cell_params(params, cell), train_dir)
-        weights = train.train_sr(trained, degrade_dir, work_dir / "train", train.accelerator_for(trained))
-    inference = train.sr_model_params(cell_params(params, cell), train_dir)
-    model = dataclasses.replace(inference.model, checkpoint=str(weights))
-    return dataclasses.replace(inference, model=model)
+        weights = train.train_sr(turned, degrade_dir, work_dir / "train", train.accelerator_for(turned))
+    return dataclasses.replace(turned, model=dataclasses.replace(turned.model, checkpoint=str(weights)))
 
 
 def cell_inputs(eval_set: evaluate.EvalSet, n: int, crop: int, root: Path) -> evaluate.EvalSet:
@@ -163,9 +161,8 @@ def run_cell(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, out
     with io.atomic_dir(Path(out_dir) / cell.name) as tmp:
         run = cell_weights(params, cell, degrade_dir, train_dir, tmp)
         pipe = build_pipeline(run)
-        sets, used = [], {}
+        sets, used, ab = [], {}, params.ablations
         for name in cell.sets(params):
-            ab = params.ablations
             eval_set = cell_inputs(available[name], ab.max_images, ab.crop, tmp / INPUTS)
             settings = run.infer.settings[name.rsplit("_", 1)[-1]]
             upscale_files(pipe, io.list_images(eval_set.lr_dir), tmp / name, settings, params.base.seed)

@@ -32,6 +32,17 @@ def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeli
     return {"untrained": SRPipeline(untrained), "trained": SRPipeline(trained)}
 
 
+def held_out_pairs(params: Params, val_dir: Path, n: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, HR, LR) of the first ``n`` held-out pairs (0: all), cut to their centre ``train.val_crop``
+    (0: whole images); the images that validation scores and samples."""
+    crop, scale = params.train.val_crop, params.infer.settings["synthetic"].upscale
+    pairs = []
+    for path in io.list_images(val_dir / "hr")[: n or None]:
+        hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
+        pairs.append((path.stem, *(centre_crop_pair(hr, lr, crop, scale) if crop else (hr, lr))))
+    return pairs
+
+
 def compare(
     params: Params, train_dir: Path, val_dir: Path, max_images: int = 0, keep: int = 0
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, torch.Tensor]]]:
@@ -42,26 +53,23 @@ def compare(
     scale = settings.upscale
     crop = params.data.loader.crop_size
     batches = validation_batches(val_dir, crop, params.train.batch_size, scale)
-    hr_paths = io.list_images(val_dir / "hr")[: max_images or None]
-    rows, kept = [], {p.stem: {} for p in hr_paths[:keep]}
+    pairs = held_out_pairs(params, val_dir, max_images)
+    rows, kept = [], {name: {} for name, _, _ in pairs[:keep]}
     for method in ("bicubic", "untrained", "trained"):
         scores: dict[str, list[float]] = {"psnr": [], "ssim": []}
-        for path in hr_paths:
-            hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
-            if params.train.val_crop:
-                hr, lr = centre_crop_pair(hr, lr, params.train.val_crop, scale)
+        for name, hr, lr in pairs:
             if method == "bicubic":
                 sr = F.interpolate(lr[None], size=hr.shape[1:], mode="bicubic", align_corners=False)[0].clamp(
                     0, 1
                 )
             else:
-                gen = torch.Generator().manual_seed(image_seed(params.base.seed, path.stem))
-                sr = pipes[method](lr, settings, gen, name=path.stem)
-            if path.stem in kept:
-                kept[path.stem].update({"LR": lr, method: sr, "HR": hr})
+                gen = torch.Generator().manual_seed(image_seed(params.base.seed, name))
+                sr = pipes[method](lr, settings, gen, name=name)
+            if name in kept:
+                kept[name].update({"LR": lr, method: sr, "HR": hr})
             scores["psnr"].append(metrics.psnr(sr, hr, y_channel=False))
             scores["ssim"].append(metrics.ssim(sr, hr, y_channel=False))
-        row: dict[str, Any] = {"method": method, "images": len(hr_paths)}
+        row: dict[str, Any] = {"method": method, "images": len(pairs)}
         row.update({k: sum(v) / len(v) for k, v in scores.items()})
         if method != "bicubic":
             row["val_loss"] = validation_loss(pipes[method].model, batches, params.base.seed)
@@ -83,11 +91,7 @@ def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callab
     held-out pairs super-resolved with that checkpoint's weights, saved as one strip (LR, SR, HR per
     pair) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the output evolves during training."""
     settings = params.infer.settings["synthetic"]
-    crop = params.train.val_crop
-    pairs = []
-    for path in io.list_images(val_dir / "hr")[: params.train.sample_images]:
-        hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
-        pairs.append((path.stem, *(centre_crop_pair(hr, lr, crop, settings.upscale) if crop else (hr, lr))))
+    pairs = held_out_pairs(params, val_dir, params.train.sample_images)
     out = train_dir / "samples" / "checkpoints"
 
     def sample(step: int, folder: Path) -> None:
