@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch.utils.data import DataLoader, Dataset
 
@@ -467,7 +467,8 @@ def main() -> None:
     parser.add_argument("--out", default="build/train")
     args = parser.parse_args()
     final = run(load_params(args.params, args.profile), args.data, args.out)
-    print(json.dumps({"final": str(final)}))
+    if PartialState().is_main_process:  # one line, not one per process interleaved on a shared stdout
+        print(json.dumps({"final": str(final)}))
 
 
 if __name__ == "__main__":

@@ -125,6 +125,7 @@ def test_srlab_train_on_two_gloo_processes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     final = tmp_path / "train" / train.FINAL_DIR
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"final": str(final)}
+    assert result.stdout.count('{"final"') == 1  # printed by the main process only
     assert sorted(p.name for p in final.iterdir()) == ["controlnet", "srlab_provenance.json", "unet"]
     phases = [row.split(",")[0] for row in (tmp_path / "train" / "loss.csv").read_text().splitlines()[1:]]
     assert set(phases) == {"prior_vae", "prior_unet", "sr"}
