@@ -285,6 +285,7 @@ class DegradeParams:
 
     scale: int = _range(1, 8)  # HR side / LR side of the synthetic set
     hr_multiple: int = _range(1, 512)  # HR eval images are center-cropped so both sides divide by this
+    eval_max_side: int = _range(0)  # HR eval images are center-cropped to at most this side; 0: whole
     eval_pipelines: tuple[str, ...]  # each eval set is written once per pipeline: eval/<set>_<pipeline>
     train: TrainSetParams
     ops: dict[str, Any]  # name -> operator settings; parsed into OP_TYPES[settings["op"]]

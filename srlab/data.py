@@ -5,6 +5,7 @@ leaves nothing that DVC or the next stage would take for a data set)::
 
     train/hr/<id>.png  train/lr/<id>.png   training pairs: HR crop_size^2; LR 1/scale of it (wild: HR size)
     eval/<set>_<pipeline>/hr/<name>.png    HR, center-cropped to a multiple of lcm(hr_multiple, scale)
+                                           and to at most eval_max_side (0: whole)
     eval/<set>_<pipeline>/lr/<name>.png    LR from that HR (pipelines without downsampling: LR only)
     manifest.json                          every sample, the params sections used, counts, skipped files
 
@@ -53,10 +54,16 @@ from srlab.degrade_ops import bernoulli, randint
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
 
-def center_crop_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.Tensor, Box]:
-    """Crop (3, H, W) centrally so both sides divide by ``multiple``; returns the crop and its box."""
+def center_crop_to_multiple(
+    image: torch.Tensor, multiple: int, max_side: int = 0
+) -> tuple[torch.Tensor, Box]:
+    """Crop (3, H, W) centrally so both sides divide by ``multiple`` (and, if ``max_side``, are at most
+    ``max_side`` rounded down to the multiple); returns the crop and its box."""
     _, h, w = image.shape
+    if max_side:
+        h, w = min(h, max_side), min(w, max_side)
     ch, cw = h - h % multiple, w - w % multiple
+    h, w = image.shape[1:]
     if ch == 0 or cw == 0:
         raise ValueError(f"image of size {h}x{w} is smaller than the required multiple {multiple}")
     top, left = (h - ch) // 2, (w - cw) // 2
@@ -64,12 +71,16 @@ def center_crop_to_multiple(image: torch.Tensor, multiple: int) -> tuple[torch.T
 
 
 def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
-    """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize)."""
+    """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize).
+
+    Computed in float64, so the 8-bit file is the same on any thread count and CPU (srlab.degrade).
+    """
     _, h, w = image.shape
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} does not divide by scale {scale}")
-    lr = F.interpolate(image[None], size=(h // scale, w // scale), mode="bicubic", antialias=True)
-    return lr[0].clamp(0, 1)
+    x = image[None].to(torch.float64)
+    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True)
+    return lr[0].clamp(0, 1).to(image.dtype)
 
 
 def tile_boxes(height: int, width: int, crop: int, overlap: int, multiple: int = 1) -> list[Box]:
@@ -260,7 +271,7 @@ def build_eval_sets(params: Params, out: _Writer, extra: Mapping[str, Sequence[P
     for set_name, paths in sets.items():
         for path in paths:
             try:
-                hr, box = center_crop_to_multiple(io.read_image(path), crop)
+                hr, box = center_crop_to_multiple(io.read_image(path), crop, params.degrade.eval_max_side)
             except ValueError as err:
                 raise ValueError(f"{path}: {err} (degrade.hr_multiple and degrade.scale)") from err
             for pipeline in params.degrade.eval_pipelines:

@@ -82,6 +82,13 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
     ``params.scale`` and the LR is (B, 3, H/scale, W/scale), else it has the input's size. The LR is
     rounded to 8-bit levels (as Real-ESRGAN's last step; it is saved as 8-bit PNG anyway).
     ``generator`` must be on hr's device; its state advances.
+
+    Every operator computes in float64 whatever ``hr``'s dtype (the LR comes back in it): float32
+    results of convolutions, FFTs, reductions and vectorised maths depend on the thread split and
+    on the CPU's kernels (AVX2 vs AVX-512), which moved some pixels by one 8-bit level between
+    machines. In float64 those differences are ~1e-16, far below the 1/510 an 8-bit rounding needs,
+    so the same seed gives the same bytes on any thread count and x86-64 CPU
+    (tests/test_determinism.py). The CPU is the canonical device for building data.
     """
     # 1. check inputs
     if pipeline not in params.pipelines:
@@ -103,7 +110,7 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
         )
     # 2. apply the steps in order
     records: list[list[dict[str, Any]]] = [[] for _ in range(hr.shape[0])]
-    out = hr
+    out = hr.to(torch.float64)
     for name in pipe.order:
         out = _step(out, name, params, (h // scale, w // scale), generator, records)
     # 3. the output size and 8-bit levels
@@ -111,7 +118,7 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
         raise ValueError(
             f"pipeline {pipeline!r} ends at {tuple(out.shape[-2:])}: its last resize must be to the target"
         )
-    return Degraded(lr=(out.clamp(0, 1) * 255).round() / 255, records=records)
+    return Degraded(lr=((out.clamp(0, 1) * 255).round() / 255).to(hr.dtype), records=records)
 
 
 def _step(

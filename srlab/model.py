@@ -58,6 +58,10 @@ from srlab.semantic import (
     shapes,
 )
 
+# A trained weights folder (the train stage's output): the tiny profile's SD2 stand-in and the SR weights.
+PRIOR_DIR = "prior"  # vae/, unet/, text_encoder/, scheduler/ (diffusers layout)
+FINAL_DIR = "final"  # unet/, controlnet/ in the authors' layout
+
 # Where the paper-size weights come from (nothing can be downloaded at run time).
 SOURCES = {
     "sd2": SD2_SOURCE

@@ -35,6 +35,8 @@ from srlab.config import PROFILES, Params, as_dict, load_params
 from srlab.data import TrainPairs
 from srlab.io import atomic_dir, to_vae_range
 from srlab.model import (
+    FINAL_DIR,
+    PRIOR_DIR,
     TINY_SCHEDULER,
     SRModel,
     build_sr_model,
@@ -46,10 +48,6 @@ from srlab.model import (
 )
 from srlab.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
 from srlab.provenance import git_revision
-
-PRIOR_DIR = "prior"  # the tiny profile's SD2 stand-in: vae/, unet/, text_encoder/, scheduler/
-FINAL_DIR = "final"  # the trained SR weights in the authors' layout: unet/, controlnet/
-
 
 # ---------------------------------------------------------------------------------------------
 # Batches: a pure function of (seed, step, micro, process)

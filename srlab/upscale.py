@@ -19,9 +19,8 @@ from tqdm.auto import tqdm
 
 from srlab import io
 from srlab.config import InferParams, Params, SamplerParams, as_dict
-from srlab.model import SRModel, build_sr_model
+from srlab.model import FINAL_DIR, PRIOR_DIR, SRModel, build_sr_model
 from srlab.pipeline import SRPipeline
-from srlab.train import FINAL_DIR, PRIOR_DIR
 
 
 @dataclass

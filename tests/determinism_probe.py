@@ -1,0 +1,38 @@
+"""Degrade a few bundled photos through every pipeline and print the SHA-256 of the 8-bit LR bytes.
+
+Run as a script by tests/test_determinism.py in subprocesses (another thread count, another
+ATEN_CPU_CAPABILITY); ``probe_digest`` is the same computation in-process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ("data/set5/butterfly.png", "data/set5/baby.png", "data/bsd68/101085.png")
+CROP = 96  # px: small enough to run in seconds, large enough for every op's kernels and blocks
+
+
+def probe_digest() -> str:
+    from srlab import config, data, io
+    from srlab.degrade import degrade, sample_generator
+
+    params = config.load_params(ROOT / "params.yaml")
+    digest = hashlib.sha256()
+    for photo in PHOTOS:
+        image = io.read_image(ROOT / photo)[:, :CROP, :CROP]
+        for pipeline in params.degrade.pipelines:
+            generator, _ = sample_generator(0, "determinism", pipeline, photo)
+            lr = degrade(image[None], params.degrade, pipeline, generator).lr[0]
+            digest.update(io.to_uint8(lr).tobytes())
+        digest.update(io.to_uint8(data.bicubic_downsample(image, params.degrade.scale)).tobytes())
+    return digest.hexdigest()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(int(sys.argv[1]))
+    print(torch.backends.cpu.get_cpu_capability(), probe_digest())

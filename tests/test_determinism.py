@@ -1,0 +1,54 @@
+"""Same seed, same bytes: the degradations on any thread count and any x86-64 CPU's kernels.
+
+torch picks vectorised CPU kernels by instruction set (``ATEN_CPU_CAPABILITY`` forces a path, so one
+machine computes what an AVX2-only or a pre-AVX2 CPU would); float32 results of the degradations
+differed between those paths and between thread counts, moving pixels by one 8-bit level.
+``DIGEST`` was recorded on an AMD EPYC (AVX2) with 2 threads; it must come out on every machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from determinism_probe import probe_digest
+
+PROBE = Path(__file__).with_name("determinism_probe.py")
+DIGEST = "d2c8b5695befd0aef447cf040c92827e4d8e3876b8f41245263c42d218271116"
+
+
+def _capabilities() -> list[str]:
+    """The kernel paths this CPU can run: default and avx2 on any x86-64 CPU of the last decade."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    caps = ["default"]
+    if " avx2" in flags:
+        caps.append("avx2")
+    if " avx512f" in flags and " avx512bw" in flags and " avx512vl" in flags and " avx512dq" in flags:
+        caps.append("avx512")
+    return caps
+
+
+def test_degrade_bytes_do_not_depend_on_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    try:
+        digests = set()
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            digests.add(probe_digest())
+    finally:
+        torch.set_num_threads(before)
+    assert digests == {DIGEST}
+
+
+@pytest.mark.parametrize("capability", _capabilities())
+def test_degrade_bytes_do_not_depend_on_the_cpu_kernels(capability: str) -> None:
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": capability}
+    out = subprocess.run(
+        [sys.executable, str(PROBE), "3"], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0].lower() == capability
+    assert out[1] == DIGEST
