@@ -1,4 +1,9 @@
-"""Command line: ``srlab upscale INPUT... --out DIR`` for one-off use outside DVC."""
+"""Command line, for use outside DVC.
+
+- ``srlab upscale INPUT... --out DIR``: super-resolve image files or folders;
+- ``srlab score SUBMISSION --truth TRUTH``: the NTIRE 2025 organisers' score of a submission folder
+  (srlab.evaluation.challenge).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +38,16 @@ def upscale(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="srlab", description=__doc__)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["score"]:  # its own parser (srlab.evaluation.challenge.main); light imports
+        from srlab.evaluation import challenge
+
+        return challenge.main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="srlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("score", help="the challenge score of a submission folder (srlab score -h)")
     p = commands.add_parser("upscale", help="super-resolve image files or folders")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--out", required=True, help="output folder (PNG, same stem as the input)")

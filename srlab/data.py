@@ -50,6 +50,7 @@ from srlab import io
 from srlab.config import LoaderParams, Params, as_dict
 from srlab.degrade import degrade, sample_generator
 from srlab.degrade_ops import bernoulli, randint
+from srlab.io import to_levels
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
@@ -73,14 +74,15 @@ def center_crop_to_multiple(
 def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize).
 
-    Computed in float64, so the 8-bit file is the same on any thread count and CPU (srlab.degrade).
+    Computed in float64 and rounded to 8-bit levels (srlab.io.to_levels), so the file is the
+    same on any thread count and CPU (srlab.degrade).
     """
     _, h, w = image.shape
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} does not divide by scale {scale}")
     x = image[None].to(torch.float64)
     lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True)
-    return lr[0].clamp(0, 1).to(image.dtype)
+    return (to_levels(lr[0]) / 255).to(image.dtype)
 
 
 def tile_boxes(height: int, width: int, crop: int, overlap: int, multiple: int = 1) -> list[Box]:

@@ -86,9 +86,10 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
     Every operator computes in float64 whatever ``hr``'s dtype (the LR comes back in it): float32
     results of convolutions, FFTs, reductions and vectorised maths depend on the thread split and
     on the CPU's kernels (AVX2 vs AVX-512), which moved some pixels by one 8-bit level between
-    machines. In float64 those differences are ~1e-16, far below the 1/510 an 8-bit rounding needs,
-    so the same seed gives the same bytes on any thread count and x86-64 CPU
-    (tests/test_determinism.py). The CPU is the canonical device for building data.
+    machines. In float64 those differences are ~1e-16 relative, and every rounding to 8-bit levels
+    snaps them away first (srlab.io.to_levels: exact ties stay ties), so the same seed gives
+    the same bytes on any thread count and x86-64 CPU (tests/test_determinism.py). The CPU is the
+    canonical device for building data.
     """
     # 1. check inputs
     if pipeline not in params.pipelines:
@@ -118,7 +119,7 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
         raise ValueError(
             f"pipeline {pipeline!r} ends at {tuple(out.shape[-2:])}: its last resize must be to the target"
         )
-    return Degraded(lr=((out.clamp(0, 1) * 255).round() / 255).to(hr.dtype), records=records)
+    return Degraded(lr=(ops.to_levels(out) / 255).to(hr.dtype), records=records)
 
 
 def _step(

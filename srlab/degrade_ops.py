@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg
 from torchvision.transforms.functional import rgb_to_grayscale
 
+from srlab.io import to_levels
+
 Range = tuple[float, float]
 Records = list[dict[str, Any]]
 
@@ -123,7 +125,7 @@ def add_poisson_noise(
         if mask.any():
             sub = img[mask]
             src = rgb_to_grayscale(sub, num_output_channels=1) if is_gray else sub
-            levels = (src * 255).round().clamp(0, 255)
+            levels = to_levels(src)
             present = torch.zeros(src.shape[0], 256, device=img.device)
             present.scatter_(1, levels.reshape(src.shape[0], -1).long(), 1.0)  # distinct levels per image
             vals = torch.exp2(torch.ceil(torch.log2(present.sum(1)))).to(img.dtype).reshape(-1, 1, 1, 1)
@@ -230,7 +232,7 @@ def jpeg_compress(img: torch.Tensor, quality: int | torch.Tensor) -> torch.Tenso
     """
     check_images(img)
     q = torch.as_tensor(quality).reshape(-1).expand(img.shape[0]).tolist()
-    u8 = (img.detach().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+    u8 = to_levels(img.detach()).to(torch.uint8).cpu()
     with warnings.catch_warnings():  # torchvision 0.29 deprecates its codecs for torchcodec (not a dep)
         warnings.simplefilter("ignore", DeprecationWarning)
         encoded = [encode_jpeg(u8[i], quality=int(q[i])) for i in range(img.shape[0])]

@@ -43,6 +43,7 @@ from srlab.degrade_ops import (
     randint,
     uniform,
 )
+from srlab.io import to_levels
 
 # JFIF / BT.601 full-range RGB -> YCbCr (rows: Y, Cb, Cr; chroma centred on 0 here, +0.5 in files)
 _RGB_TO_YCBCR = torch.tensor(
@@ -244,7 +245,7 @@ def low_light(
     dark = (dark + std * noise).clamp(0, 1)
     if bits:
         top = 2**bits - 1
-        dark = srgb_to_linear(torch.round(linear_to_srgb(dark) * top) / top)
+        dark = srgb_to_linear(to_levels(linear_to_srgb(dark), top) / top)
     return linear_to_srgb((dark / e).clamp(0, 1))
 
 

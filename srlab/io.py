@@ -71,11 +71,25 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
+def to_levels(img: torch.Tensor, top: int = 255) -> torch.Tensor:
+    """img in [0, 1] -> the nearest of the levels 0..top (float, not divided back), ties to even.
+
+    Exact ties are common: a bilinear or bicubic resize of 8-bit images by a dyadic factor lands
+    many values on k + 1/2 exactly, which float rounding noise (it depends on the thread split and
+    the CPU's kernels) would push up on one machine and down on another. Values are first snapped to
+    a 2^-32 grid, far coarser than float64 noise at 255 (~1e-13) and far finer than any value that
+    is not a tie, so ties stay ties and round the same way everywhere. Meant for float64 (see
+    srlab.degrade); on float32 the snap does nothing.
+    """
+    x = img.to(torch.promote_types(img.dtype, torch.float32)).clamp(0, 1) * top
+    return (torch.round(x * 2.0**32) / 2.0**32).round()
+
+
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounding to nearest."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image tensor of shape (3, H, W), got {tuple(image.shape)}")
-    array = image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    array = to_levels(image.detach()).to(torch.uint8)
     return array.permute(1, 2, 0).cpu().numpy()
 
 

@@ -372,13 +372,14 @@ def bicubic_upsample(lr: torch.Tensor, scale: int, quantize: bool = True) -> tor
     """(3, h, w) or (B, 3, h, w) in [0, 1] -> scale× larger, bicubic as PIL (Keys a = -0.5, antialias path).
 
     ``quantize`` rounds to 8 bits, so the baseline is scored like every method whose outputs are files.
-    Computed in float64, so its 8-bit levels do not depend on the thread count or CPU (srlab.degrade).
+    Computed in float64 and rounded by srlab.io.to_levels, so its 8-bit levels do not depend
+    on the thread count or CPU (srlab.degrade).
     """
     x = lr[None] if lr.ndim == 3 else lr
     h, w = x.shape[-2:]
     up = F.interpolate(x.double(), size=(h * scale, w * scale), mode="bicubic", antialias=True).clamp(0, 1)
     if quantize:
-        up = up.mul(255).round().div(255)
+        up = io.to_levels(up) / 255
     up = up.to(lr.dtype)
     return up[0] if lr.ndim == 3 else up
 

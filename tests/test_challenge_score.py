@@ -369,3 +369,10 @@ def test_main_complete_score_and_layout_error(tmp_path, monkeypatch, capsys):
     (sub / "synthetic" / "a.png").unlink()
     assert ch.main([str(sub), "--truth", str(tru)]) == 2
     assert "a.png" in capsys.readouterr().err
+
+
+def test_srlab_cli_dispatches_score(tmp_path, capsys) -> None:
+    from srlab import cli
+
+    assert cli.main(["score", str(tmp_path / "missing"), "--truth", str(tmp_path)]) == 2
+    assert "srlab score: error" in capsys.readouterr().err

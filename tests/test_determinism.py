@@ -18,7 +18,7 @@ import torch
 from determinism_probe import probe_digest
 
 PROBE = Path(__file__).with_name("determinism_probe.py")
-DIGEST = "d2c8b5695befd0aef447cf040c92827e4d8e3876b8f41245263c42d218271116"
+DIGEST = "9c84d0f52475696d1e47de85b43f20a2f27561a17124a59a29b7098f42d32799"
 
 
 def _capabilities() -> list[str]:
@@ -52,3 +52,16 @@ def test_degrade_bytes_do_not_depend_on_the_cpu_kernels(capability: str) -> None
     ).stdout.split()
     assert out[0].lower() == capability
     assert out[1] == DIGEST
+
+
+def test_exact_ties_round_the_same_whatever_the_float_noise() -> None:
+    from srlab.io import to_levels
+
+    tie = torch.tensor([2.5, 3.5, 100.5], dtype=torch.float64) / 255  # (k + 1/2) / 255
+    below, above = torch.nextafter(tie, torch.zeros(3)), torch.nextafter(tie, torch.ones(3))
+    # plain rounding splits these: the noise decides (the defect)
+    assert not torch.equal((below * 255).round(), (above * 255).round())
+    for noisy in (below, tie, above):
+        assert to_levels(noisy).tolist() == [2.0, 4.0, 100.0]  # half to even, as torch.round
+    off_tie = torch.tensor([2.4999, 2.5001], dtype=torch.float64) / 255  # real differences still count
+    assert to_levels(off_tie).tolist() == [2.0, 3.0]
