@@ -248,6 +248,16 @@ def _names(names: Sequence[str], limit: int = 20) -> str:
     return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
 
 
+def _mismatches(sub: Mapping[str, Path], tru: Mapping[str, Path], sub_dir: Path, tru_dir: Path) -> list[str]:
+    """What keeps the submission's names from matching the truth's, one line per kind."""
+    problems = []
+    if missing := sorted(set(tru) - set(sub)):
+        problems.append(f"missing from {sub_dir}: {_names(missing)}")
+    if extra := sorted(set(sub) - set(tru)):
+        problems.append(f"in {sub_dir} but not in {tru_dir}: {_names(extra)}")
+    return problems
+
+
 def match_layout(
     submission: str | os.PathLike[str], truth: str | os.PathLike[str], check_wild: bool = True
 ) -> tuple[list[tuple[Path, Path]], list[Path]]:
@@ -266,22 +276,10 @@ def match_layout(
             raise ChallengeLayoutError(f"submission folder {sub} has no '{sub_dir}/' subfolder")
 
     sub_s, tru_s = _list_images(sub / "synthetic"), _list_images(tru / "synthetic")
-    problems = []
-    missing = sorted(set(tru_s) - set(sub_s))
-    extra = sorted(set(sub_s) - set(tru_s))
-    if missing:
-        problems.append(f"missing from {sub / 'synthetic'}: {_names(missing)}")
-    if extra:
-        problems.append(f"in {sub / 'synthetic'} but not in {tru / 'synthetic'}: {_names(extra)}")
-    sub_w = _list_images(sub / "wild")
-    tru_w = _list_images(tru / "wild")
+    sub_w, tru_w = _list_images(sub / "wild"), _list_images(tru / "wild")
+    problems = _mismatches(sub_s, tru_s, sub / "synthetic", tru / "synthetic")
     if check_wild and tru_w:
-        missing_w = sorted(set(tru_w) - set(sub_w))
-        extra_w = sorted(set(sub_w) - set(tru_w))
-        if missing_w:
-            problems.append(f"missing from {sub / 'wild'}: {_names(missing_w)}")
-        if extra_w:
-            problems.append(f"in {sub / 'wild'} but not in {tru / 'wild'}: {_names(extra_w)}")
+        problems += _mismatches(sub_w, tru_w, sub / "wild", tru / "wild")
     if problems:
         raise ChallengeLayoutError("submission does not match the truth: " + "; ".join(problems))
     if not tru_s:
