@@ -32,9 +32,10 @@ def probe_digest() -> str:
         digest.update(io.to_uint8(data.bicubic_downsample(image, params.degrade.scale)).tobytes())
     # Two wild training samples of the tiny profile whose last (bilinear, 79 -> 128 px) resize puts
     # pixels on exact ties k + 1/2: plain rounding gave other bytes on 1 thread / default kernels
+    train, scale = params.degrade.train, params.degrade.scale
     for stem, j in (("105025", 0), ("147091", 13)):
-        image, _ = data.center_crop_to_multiple(io.read_image(ROOT / f"data/bsd68/{stem}.png"), 4)
-        top, left, h, w = data.tile_boxes(*image.shape[1:], 128, 32, 4)[j]
+        image, _ = data.center_crop_to_multiple(io.read_image(ROOT / f"data/bsd68/{stem}.png"), scale)
+        top, left, h, w = data.tile_boxes(*image.shape[1:], train.crop_size, train.paired_overlap, scale)[j]
         generator, _ = sample_generator(0, "wild", f"paired_{stem}_{j:03d}")
         lr = degrade(image[None, :, top : top + h, left : left + w], params.degrade, "wild", generator).lr[0]
         digest.update(io.to_uint8(lr).tobytes())
