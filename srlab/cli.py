@@ -16,9 +16,11 @@ from srlab.config import ConfigError, load_params
 
 
 def upscale(args: argparse.Namespace) -> int:
-    from srlab import upscale as up  # heavy imports only when the command runs
+    from srlab.models.params import ModelParams  # heavy imports only when the command runs
+    from srlab.sampling import upscale as up
+    from srlab.sampling.params import InferParams
 
-    params = load_params(args.params)
+    params = load_params(args.params, None, {"model": ModelParams, "infer": InferParams})
     if args.kind not in params.infer.settings:
         raise SystemExit(
             f"--kind {args.kind!r}: params.yaml infer.settings has {sorted(params.infer.settings)}"
@@ -51,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     p = commands.add_parser("upscale", help="super-resolve image files or folders")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images")
     p.add_argument("--out", required=True, help="output folder (PNG, same stem as the input)")
-    p.add_argument("--params", default="params.yaml")
+    p.add_argument("--params", default=None, help="params file (default: the project's params.yaml)")
     p.add_argument(
         "--weights", default="build/train", help="train stage folder or an authors'-layout checkpoint"
     )

@@ -79,7 +79,7 @@ def to_levels(img: torch.Tensor, top: int = 255) -> torch.Tensor:
     the CPU's kernels) would push up on one machine and down on another. Values are first snapped to
     a 2^-32 grid, far coarser than float64 noise at 255 (~1e-13) and far finer than any value that
     is not a tie, so ties stay ties and round the same way everywhere. Meant for float64 (see
-    srlab.degrade); on float32 the snap does nothing.
+    srlab.data.degrade); on float32 the snap does nothing.
     """
     x = img.to(torch.promote_types(img.dtype, torch.float32)).clamp(0, 1) * top
     return (torch.round(x * 2.0**32) / 2.0**32).round()

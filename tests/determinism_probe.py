@@ -18,10 +18,12 @@ CROP = 96  # px: small enough to run in seconds, large enough for every op's ker
 
 
 def probe_digest() -> str:
-    from srlab import config, data, io
-    from srlab.degrade import degrade, sample_generator
+    from srlab import io
+    from srlab.config import load_params
+    from srlab.data import build as data
+    from srlab.data.degrade import degrade, sample_generator
 
-    params = config.load_params(ROOT / "params.yaml")
+    params = load_params(ROOT / "params.yaml", None, data.SECTIONS)
     digest = hashlib.sha256()
     for photo in PHOTOS:
         image = io.read_image(ROOT / photo)[:, :CROP, :CROP]

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from test_loop import toy_phase
 
-from srlab import loop
+from srlab.training import loop
 
 if __name__ == "__main__":
     out = Path(sys.argv[1])

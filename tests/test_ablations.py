@@ -10,17 +10,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import load_all
 
-from srlab import ablations, evaluate, io
-from srlab.ablations import Cell
-from srlab.config import ConfigError, Params, as_dict, load_params
+from srlab import io
+from srlab.ablations import cells as ablations
+from srlab.ablations.cells import Cell
+from srlab.config import ConfigError, Params, as_dict
+from srlab.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def params() -> Params:
-    return load_params(ROOT / "params.yaml", "tiny")
+    return load_all(ROOT / "params.yaml", "tiny")
 
 
 def test_cells_cover_every_grid_value_once(params: Params) -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import all_sections, load_all
 
 from srlab import config
 from srlab.config import ConfigError
@@ -24,11 +27,11 @@ def raw() -> dict:
 
 
 def test_project_params_load_in_both_profiles(raw: dict, tmp_path: Path) -> None:
-    tiny = config.load_params(ROOT / "params.yaml")
+    tiny = load_all(ROOT / "params.yaml")
     assert tiny.base.profile == "tiny"
     assert tiny.data.hr_train_dir == raw["data"]["hr_train_dir"]
     raw["base"]["profile"] = "paper"
-    paper = config.load_params(write(tmp_path, raw))
+    paper = load_all(write(tmp_path, raw))
     assert paper.base.profile == "paper"
     assert paper.data.hr_train_dir == raw["paper"]["data"]["hr_train_dir"]
     assert paper.data.eval_sets == tiny.data.eval_sets  # not overridden -> kept
@@ -37,59 +40,59 @@ def test_project_params_load_in_both_profiles(raw: dict, tmp_path: Path) -> None
 def test_unknown_key_names_key_and_file(raw: dict, tmp_path: Path) -> None:
     raw["degrade"]["scael"] = 4
     path = write(tmp_path, raw)
-    with pytest.raises(ConfigError, match=r"params\.yaml: unknown key\(s\) degrade\.scael"):
-        config.load_params(path)
+    with pytest.raises(ConfigError, match=r"params\.yaml: degrade\.scael: Unexpected keyword argument"):
+        load_all(path)
 
 
 def test_wrong_type_names_key(raw: dict, tmp_path: Path) -> None:
     raw["degrade"]["scale"] = "four"
-    with pytest.raises(ConfigError, match=r"degrade\.scale: expected int, got str 'four'"):
-        config.load_params(write(tmp_path, raw))
+    with pytest.raises(ConfigError, match=r"degrade\.scale: Input should be a valid integer, got 'four'"):
+        load_all(write(tmp_path, raw))
 
 
 def test_bool_is_not_an_int(raw: dict, tmp_path: Path) -> None:
     raw["base"]["seed"] = True
     with pytest.raises(ConfigError, match=r"base\.seed"):
-        config.load_params(write(tmp_path, raw))
+        load_all(write(tmp_path, raw))
 
 
 def test_out_of_range(raw: dict, tmp_path: Path) -> None:
     raw["data"]["val_fraction"] = 0.9
-    with pytest.raises(ConfigError, match=r"data\.val_fraction = 0\.9 is out of range \[0\.0, 0\.5\]"):
-        config.load_params(write(tmp_path, raw))
+    with pytest.raises(ConfigError, match=r"data\.val_fraction: Input should be less than or equal to 0\.5"):
+        load_all(write(tmp_path, raw))
 
 
 def test_missing_key(raw: dict, tmp_path: Path) -> None:
     del raw["data"]["hr_train_dir"]
-    with pytest.raises(ConfigError, match=r"missing key data\.hr_train_dir"):
-        config.load_params(write(tmp_path, raw))
+    with pytest.raises(ConfigError, match=r"data\.hr_train_dir: Field required"):
+        load_all(write(tmp_path, raw))
 
 
 def test_bad_profile_and_bad_overlay(raw: dict, tmp_path: Path) -> None:
     raw["base"]["profile"] = "huge"
     with pytest.raises(ConfigError, match=r"base\.profile: expected one of"):
-        config.load_params(write(tmp_path, raw))
+        load_all(write(tmp_path, raw))
     raw["base"]["profile"] = "paper"
     raw["paper"]["nosuchstage"] = {"x": 1}
     with pytest.raises(ConfigError, match=r"paper\.nosuchstage: overrides a section that does not exist"):
-        config.load_params(write(tmp_path, raw))
+        load_all(write(tmp_path, raw))
 
 
 def test_overlay_typos_are_caught_in_paper_profile(raw: dict, tmp_path: Path) -> None:
     raw["base"]["profile"] = "paper"
     raw["paper"]["degrade"] = {"scael": 2}
     with pytest.raises(ConfigError, match=r"degrade\.scael"):
-        config.load_params(write(tmp_path, raw))
+        load_all(write(tmp_path, raw))
 
 
 def test_int_widens_to_float(raw: dict, tmp_path: Path) -> None:
     raw["data"]["val_fraction"] = 0
-    assert config.load_params(write(tmp_path, raw)).data.val_fraction == 0.0
+    assert load_all(write(tmp_path, raw)).data.val_fraction == 0.0
 
 
 def test_missing_file_and_project_root(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="params file not found"):
-        config.load_params(tmp_path / "nope.yaml")
+        load_all(tmp_path / "nope.yaml")
     with pytest.raises(FileNotFoundError, match=r"no params\.yaml found"):
         config.project_root(tmp_path)
     assert config.project_root(ROOT / "notebooks") == ROOT
@@ -97,12 +100,12 @@ def test_missing_file_and_project_root(tmp_path: Path) -> None:
 
 def test_profile_argument_overrides_the_file(raw: dict, tmp_path: Path) -> None:
     path = write(tmp_path, raw)
-    smoke = config.load_params(path, profile="smoke")
+    smoke = load_all(path, profile="smoke")
     assert smoke.base.profile == "smoke"
-    assert smoke.train.steps == raw["smoke"]["train"]["steps"] < config.load_params(path).train.steps
-    assert smoke.model == config.load_params(path).model  # untouched sections stay tiny
+    assert smoke.train.steps == raw["smoke"]["train"]["steps"] < load_all(path).train.steps
+    assert smoke.model == load_all(path).model  # untouched sections stay tiny
     with pytest.raises(ConfigError, match=r"base\.profile: expected one of"):
-        config.load_params(path, profile="huge")
+        load_all(path, profile="huge")
 
 
 def test_params_survive_dvc_exp_run_set_param(tmp_path: Path) -> None:
@@ -116,6 +119,56 @@ def test_params_survive_dvc_exp_run_set_param(tmp_path: Path) -> None:
         raw["base"]["seed"] = 0
     assert "mixed_precision: no " in copy.read_text()  # the quotes are gone
     for profile in config.PROFILES:
-        assert config.load_params(copy, profile) == config.load_params(ROOT / "params.yaml", profile)
+        assert load_all(copy, profile) == load_all(ROOT / "params.yaml", profile)
     loaded = config.read_yaml(copy)
     assert loaded["train"]["mixed_precision"] == "no" and loaded["data"]["paired_dir"] is None
+
+
+def test_strings_are_not_numbers(raw: dict, tmp_path: Path) -> None:
+    raw["train"]["steps"] = "100"  # strict: no "100" -> 100
+    with pytest.raises(ConfigError, match=r"train\.steps: Input should be a valid integer, got '100'"):
+        load_all(write(tmp_path, raw))
+
+
+def test_a_stage_reads_only_the_sections_it_loaded() -> None:
+    from srlab.evaluation.params import EvaluateParams
+
+    params = config.load_params(ROOT / "params.yaml", None, {"evaluate": EvaluateParams})
+    stated = yaml.safe_load((ROOT / "params.yaml").read_text())["evaluate"]["crop_border"]
+    assert params.evaluate.crop_border == stated
+    with pytest.raises(ConfigError, match=r"section 'train' was not loaded .* SECTIONS .* dvc\.yaml"):
+        params.train  # noqa: B018
+
+
+def test_cross_section_rules_run_at_load(raw: dict, tmp_path: Path) -> None:
+    del raw["infer"]["settings"]["wild"]
+    with pytest.raises(ConfigError, match=r"eval_pipelines \['wild'\] have no infer\.settings entry"):
+        load_all(write(tmp_path, raw))
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["ablations"]["eval_set"] = "nosuchset"
+    with pytest.raises(ConfigError, match=r"ablations\.eval_set 'nosuchset' is not a data\.eval_sets name"):
+        load_all(write(tmp_path, raw))
+
+
+def test_no_value_has_two_defaults() -> None:
+    """params.yaml holds every value; the schemas hold none (one default per value)."""
+    todo = [config.BaseParams, *all_sections().values()]  # nested schemas (ops, ...) found via annotations
+    seen = set()
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        for name, info in cls.__pydantic_fields__.items():
+            assert info.is_required(), f"{cls.__name__}.{name} has a default in code; put it in params.yaml"
+            todo += [a for a in _args(info.annotation) if dataclasses.is_dataclass(a)]
+    assert len(seen) > 20  # every op and nested section was walked
+
+
+def _args(tp: object) -> list:
+    out, stack = [], [tp]
+    while stack:
+        t = stack.pop()
+        out.append(t)
+        stack += list(typing.get_args(t))
+    return out

@@ -12,9 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import load_all
 from PIL import Image
 
-from srlab import config, data, degrade, io
+from srlab import config, io
+from srlab.data import build as data
+from srlab.data import degrade
+from srlab.data.params import LoaderParams
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +50,7 @@ def tiny_params(tmp_path: Path, edit: Callable[[dict], None] | None = None) -> c
         edit(raw)
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
-    return config.load_params(path)
+    return load_all(path)
 
 
 @pytest.fixture
@@ -255,6 +259,6 @@ def test_train_pairs_dataset(tmp_path: Path, folders: Path) -> None:
         data.TrainPairs(tmp_path / "out", params.data.loader, 0, parts=("hr",)).sample_weights(
             params.degrade.train.mix
         )
-    big = config.LoaderParams(crop_size=64, hflip_prob=0.5, lr_upsample="bicubic")
+    big = LoaderParams(crop_size=64, hflip_prob=0.5, lr_upsample="bicubic")
     with pytest.raises(ValueError, match=r"data\.loader\.crop_size 64 must be <= the stored crops"):
         data.TrainPairs(tmp_path / "out", big, seed=0)

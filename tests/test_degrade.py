@@ -12,13 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import load_all
 from PIL import Image
 from scipy import fft, special, stats
 
-from srlab import config, degrade, io
-from srlab import degrade_kernels as dk
-from srlab import degrade_ops as ops
-from srlab import degrade_ugc as ugc
+from srlab import config, io
+from srlab.data import degrade, ops, ugc
+from srlab.data import kernels as dk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def smooth_images(b: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def params() -> config.DegradeParams:
-    return config.load_params(ROOT / "params.yaml").degrade
+    return load_all(ROOT / "params.yaml").degrade
 
 
 # --- kernels -----------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def test_bad_degrade_params_name_the_key(tmp_path: Path, edit, message: str) -> 
     edit(raw["degrade"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(config.ConfigError, match=message):
-        config.load_params(tmp_path / "params.yaml")
+        load_all(tmp_path / "params.yaml")
 
 
 # --- GPU -------------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-"""dvc.yaml lists, for every stage, exactly the srlab modules its code imports (transitively).
+"""dvc.yaml lists, for every stage, exactly the srlab modules its code imports (transitively) and
+exactly the params.yaml sections it loads.
 
 A module a stage imports but does not depend on leaves stale results that `dvc status` calls up to
 date; a module it depends on but never imports re-runs it for nothing. Imports are read from the
 source (AST of the notebook's code cells or of the `python -m` module), function-level imports
-included, so the check needs no import of the code itself.
+included and ``if TYPE_CHECKING:`` blocks excluded, so the check needs no import of the code itself.
+Sections: a stage loads ``srlab.config.load_params(..., X.SECTIONS)`` (plus ``base``), and reading any
+other section raises (srlab.config.Params), so the stage's SECTIONS are exactly what it reads.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import re
 from pathlib import Path
@@ -16,14 +20,26 @@ from pathlib import Path
 import pytest
 import yaml
 
+from srlab import config
+
 ROOT = Path(__file__).resolve().parents[1]
-TOP_INIT = "srlab/__init__.py"
+PACKAGE_INITS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "srlab").rglob("__init__.py"))
+
+
+def _nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` (never run)."""
+    for node in ast.iter_child_nodes(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            yield from (n for child in node.orelse for n in [child, *_nodes(child)])
+            continue
+        yield node
+        yield from _nodes(node)
 
 
 def _imports(source: str) -> set[str]:
     """srlab modules named by the import statements of ``source`` (``from srlab import x`` -> srlab.x)."""
     found = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in _nodes(ast.parse(source)):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.split(".")[0] == "srlab"}
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "srlab":
@@ -53,7 +69,7 @@ def closure(source: str) -> set[str]:
         todo += [".".join(parts[:i]) for i in range(2, len(parts))]  # parent packages' __init__
         todo += list(_imports(_file(module).read_text()))
     files = {_file(m).relative_to(ROOT).as_posix() for m in seen}
-    return files - {TOP_INIT}  # holds no code (test_top_package_holds_no_code), so no stage's dep
+    return files - set(PACKAGE_INITS)  # they hold no code (test_package_inits_hold_no_code): no stage's dep
 
 
 def stage_source(cmd: str) -> str:
@@ -80,11 +96,46 @@ def test_stage_deps_are_its_import_closure(name: str) -> None:
     assert not listed - needed, f"{name}: depends on but never imports {sorted(listed - needed)}"
 
 
-def test_top_package_holds_no_code() -> None:
-    """srlab/__init__.py runs with every import but is no stage's dep: it may hold only its docstring
-    and plain assignments (the version), nothing that could change what a stage computes."""
-    body = ast.parse((ROOT / TOP_INIT).read_text()).body
-    assert all(
-        isinstance(node, ast.Assign) or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
-        for node in body
-    )
+def test_package_inits_hold_no_code() -> None:
+    """Package __init__ files run with every import but are no stage's dep: they may hold only their
+    docstring and plain assignments (the version), nothing that could change what a stage computes."""
+    for init in PACKAGE_INITS:
+        body = ast.parse((ROOT / init).read_text()).body
+        doc = (ast.Expr, ast.Constant)
+        plain = [isinstance(n, ast.Assign) or (isinstance(n, doc[0]) and isinstance(n.value, doc[1]))
+                 for n in body]  # fmt: skip
+        assert all(plain), init
+
+
+def stage_sections(cmd: str) -> list[str]:
+    """The params.yaml sections a stage loads: ``base`` and the keys of the SECTIONS it passes."""
+    source = stage_source(cmd)
+    module = re.search(r"python -m (srlab[\w.]*)", cmd)
+    if module:
+        name = module.group(1)
+    else:
+        alias = re.search(r"load_params\([^)]*?\b(\w+)\.SECTIONS\)", source)
+        assert alias, f"{cmd!r}: the notebook does not load its params with load_params(..., X.SECTIONS)"
+        found = re.search(rf"from (srlab[\w.]*) import (?:[\w, ]*\b){alias.group(1)}\b", source)
+        assert found, f"cannot tell which module {alias.group(1)} is"
+        name = f"{found.group(1)}.{alias.group(1)}"
+    sections = importlib.import_module(name).SECTIONS
+    return [s for s in config.SECTION_NAMES if s == "base" or s in sections]
+
+
+RAW = config.read_yaml(ROOT / "params.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(STAGES))
+def test_stage_params_are_the_sections_it_loads(name: str) -> None:
+    """Each listed key's section (``infer``, ``paper.infer``, ``ablations.prompt.x`` -> ablations) is one
+    the stage loads, and every loaded section and each of its profile overlays is listed."""
+    stage = STAGES[name]
+    listed = [k if isinstance(k, str) else next(iter(k)) for k in stage.get("params", [])]
+    sections = stage_sections(stage["cmd"])
+    wanted = {(None, s) for s in sections}
+    wanted |= {(p, s) for p in ("paper", "smoke") for s in sections if s in (RAW.get(p) or {})}
+    parts = [k.split(".") for k in listed]
+    got = {(p[0], p[1]) if p[0] in ("paper", "smoke") else (None, p[0]) for p in parts}
+    extra, missing = sorted(got - wanted, key=str), sorted(wanted - got, key=str)
+    assert got == wanted, f"{name}: lists {extra}, which it does not read; misses {missing}"

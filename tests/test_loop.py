@@ -9,10 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
+from helpers import load_all
 from safetensors.torch import load_file
 
-from srlab import config, data, io, loop, train, upscale, validate
-from srlab.model import build_sr_model
+from srlab import io
+from srlab.data import build as data
+from srlab.models.sr_model import build_sr_model
+from srlab.sampling import upscale
+from srlab.training import loop, train, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,11 +119,11 @@ def test_two_processes_with_gloo_stay_in_sync(tmp_path: Path) -> None:
 def test_srlab_train_on_two_gloo_processes(tmp_path: Path) -> None:
     """The train stage itself (prior + SR phase, smoke profile) under torchrun with 2 CPU processes:
     it finishes, both ranks agree, and the final weights load in the authors' layout."""
-    params = config.load_params(ROOT / "params.yaml", "smoke")
+    params = load_all(ROOT / "params.yaml", "smoke")
     one = dataclasses.replace(params.data, eval_sets={})  # the val split is enough here
-    data.build_stage(dataclasses.replace(params, data=one), tmp_path / "degrade")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "srlab.train",
-           "--params", str(ROOT / "params.yaml"), "--profile", "smoke",
+    data.build_stage(params.replace(data=one), tmp_path / "degrade")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "-m", "srlab.training.train", "--params", str(ROOT / "params.yaml"), "--profile", "smoke",
            "--data", str(tmp_path / "degrade"), "--out", str(tmp_path / "train")]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""srlab.metrics, srlab.metric_weights: PSNR/SSIM vs scikit-image, scores, weights, no network, folders."""
+"""srlab.evaluation.metrics and weights: PSNR/SSIM vs scikit-image, scores, weights, no network, folders."""
 
 from __future__ import annotations
 
@@ -14,11 +14,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import load_all
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from srlab import config, data, io, metric_weights, metrics
-from srlab.config import EvaluateParams
+from srlab import config, io
+from srlab.data import build as data
+from srlab.evaluation import metrics
+from srlab.evaluation import weights as metric_weights
+from srlab.evaluation.params import EvaluateParams
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNED = [n for n, spec in metric_weights.METRICS.items() if spec.files]
@@ -28,7 +32,7 @@ YCBCR = np.array([65.481, 128.553, 24.966])
 
 def evaluate_params(hub: Path, **changes: typing.Any) -> EvaluateParams:
     """The project's evaluate section with the weight cache pointed at ``hub`` (empty = no weights)."""
-    base = config.load_params(ROOT / "params.yaml").evaluate
+    base = load_all(ROOT / "params.yaml").evaluate
     return dataclasses.replace(base, torch_hub_dir=str(hub), device="cpu", **changes)
 
 

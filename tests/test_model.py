@@ -1,4 +1,4 @@
-"""srlab.model (+ srlab.prompts): the authors' layout at paper size (meta device), the tiny model's
+"""srlab.models.sr_model (+ prompts): the authors' layout at paper size (meta device), the tiny model's
 build, trainable set, semantic-block initialisation and checkpoint round trips, and clear errors."""
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import open_clip
 import pytest
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
-from helpers import seeded
+from helpers import load_all, seeded
 from safetensors.torch import load_file, save_file
 
-from srlab import config, prompts, semantic
-from srlab.model import (
+from srlab import config
+from srlab.models import prompts, semantic
+from srlab.models.params import ModelParams, PromptParams
+from srlab.models.semantic import CheckpointMismatchError
+from srlab.models.sr_model import (
     TINY_SCHEDULER,
     SRModel,
     build_denoisers,
@@ -29,19 +32,18 @@ from srlab.model import (
     tiny_vae,
     trainable_parameters,
 )
-from srlab.semantic import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "seesr_layout_checkpoint.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def params() -> config.ModelParams:
-    return config.load_params(ROOT / "params.yaml").model  # the tiny profile as shipped
+def params() -> ModelParams:
+    return load_all(ROOT / "params.yaml").model  # the tiny profile as shipped
 
 
 @pytest.fixture(scope="module")
-def model(params: config.ModelParams) -> SRModel:
+def model(params: ModelParams) -> SRModel:
     return build_sr_model(params, generator=torch.Generator().manual_seed(0))
 
 
@@ -88,7 +90,7 @@ def perturbed(model: SRModel) -> SRModel:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_paper_size_matches_the_authors_checkpoint_layout(params: config.ModelParams) -> None:
+def test_paper_size_matches_the_authors_checkpoint_layout(params: ModelParams) -> None:
     paper_semantic = dataclasses.replace(params.semantic, tokens=4096)
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(plain_config(FIXTURE["unet_config"]))
@@ -109,7 +111,7 @@ def test_paper_size_matches_the_authors_checkpoint_layout(params: config.ModelPa
 
 
 def test_build_is_deterministic_and_leaves_the_global_rng_alone(
-    params: config.ModelParams, model: SRModel
+    params: ModelParams, model: SRModel
 ) -> None:
     rng = torch.get_rng_state()
     again = build_sr_model(params, generator=torch.Generator().manual_seed(0))
@@ -142,7 +144,7 @@ def test_gradients_reach_exactly_the_trainable_parameters(model: SRModel, fixed:
 
 
 def test_zero_init_leaves_the_unet_output_unchanged_and_none_skips_the_blocks(
-    params: config.ModelParams,
+    params: ModelParams,
 ) -> None:
     g = torch.Generator().manual_seed(0)
     x, text = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
@@ -168,7 +170,7 @@ def test_zero_init_leaves_the_unet_output_unchanged_and_none_skips_the_blocks(
                 assert torch.equal(run(net, None), reference), kind  # `none` extractor: blocks skipped
 
 
-def test_none_extractor_freezes_the_semantic_blocks(params: config.ModelParams) -> None:
+def test_none_extractor_freezes_the_semantic_blocks(params: ModelParams) -> None:
     none = dataclasses.replace(params, semantic=dataclasses.replace(params.semantic, extractor="none"))
     net = build_sr_model(none)
     assert net.semantic_tokens(torch.rand(1, 3, 8, 8)) is None
@@ -204,7 +206,7 @@ def saved(model: SRModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "checkpoint-1", provenance={"step": 1})
 
 
-def test_checkpoint_round_trip(params: config.ModelParams, model: SRModel, saved: Path, fixed: tuple) -> None:
+def test_checkpoint_round_trip(params: ModelParams, model: SRModel, saved: Path, fixed: tuple) -> None:
     for sub in ("unet", "controlnet"):
         cfg = json.loads((saved / sub / "config.json").read_text())
         assert cfg["use_image_cross_attention"] is True
@@ -312,7 +314,7 @@ def fake_sd2(folder: Path, sizes: config.TinySizes) -> Path:
     return folder
 
 
-def test_paper_size_loads_a_local_sd2_folder(params: config.ModelParams, tmp_path: Path) -> None:
+def test_paper_size_loads_a_local_sd2_folder(params: ModelParams, tmp_path: Path) -> None:
     sd2 = fake_sd2(tmp_path / "sd2", params.tiny)
     paper = dataclasses.replace(params, size="paper", sd2_path=str(sd2))
     net = build_sr_model(paper)
@@ -328,7 +330,7 @@ def test_paper_size_loads_a_local_sd2_folder(params: config.ModelParams, tmp_pat
     assert all(torch.equal(prior.unet.state_dict()[k], v) for k, v in saved_unet.items())
 
 
-def test_missing_files_are_named_with_their_source(params: config.ModelParams, tmp_path: Path) -> None:
+def test_missing_files_are_named_with_their_source(params: ModelParams, tmp_path: Path) -> None:
     paper = dataclasses.replace(
         params,
         size="paper",
@@ -362,7 +364,7 @@ def test_missing_files_are_named_with_their_source(params: config.ModelParams, t
 def test_tag_sources(tmp_path: Path) -> None:
     csv_file = tmp_path / "tags.csv"
     csv_file.write_text('image,tags\n0001.png,"sky, tree"\n0002.jpg,\n')
-    tags = prompts.build_tag_source(config.PromptParams(tags="file", tags_file=str(csv_file)))
+    tags = prompts.build_tag_source(PromptParams(tags="file", tags_file=str(csv_file)))
     assert tags("0001.png") == "sky, tree" and tags("0001") == "sky, tree" and tags("x/0002.png") == ""
     with pytest.raises(KeyError, match=r"tags\.csv: no tags for image '0003\.png' \(2 images listed\)"):
         tags("0003.png")
@@ -374,8 +376,8 @@ def test_tag_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad\.csv: expected a CSV header with columns image,tags"):
         prompts.FileTags(tmp_path / "bad.csv")
     with pytest.raises(ValueError, match=r"tags_file is null"):
-        prompts.build_tag_source(config.PromptParams(tags="file", tags_file=None))
-    assert prompts.build_tag_source(config.PromptParams(tags="none", tags_file=None))("0001.png") == ""
+        prompts.build_tag_source(PromptParams(tags="file", tags_file=None))
+    assert prompts.build_tag_source(PromptParams(tags="none", tags_file=None))("0001.png") == ""
 
 
 def test_open_clip_tokenizer_gives_77_clip_ids() -> None:

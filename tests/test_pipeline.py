@@ -5,10 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_all
 
-from srlab import config, model, sampling
-from srlab.config import SamplerParams
-from srlab.pipeline import SRPipeline
+from srlab.models import sr_model as model
+from srlab.sampling import sampler as sampling
+from srlab.sampling.params import SamplerParams
+from srlab.sampling.pipeline import SRPipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = SamplerParams(steps=2, process_size=32, latent_tile=64, latent_overlap=16, color_fix="none")
@@ -16,7 +18,7 @@ FAST = SamplerParams(steps=2, process_size=32, latent_tile=64, latent_overlap=16
 
 @pytest.fixture(scope="module")
 def pipe() -> SRPipeline:
-    params = config.load_params(ROOT / "params.yaml")
+    params = load_all(ROOT / "params.yaml")
     return SRPipeline(model.build_sr_model(params.model, generator=torch.Generator().manual_seed(0)))
 
 

@@ -1,4 +1,4 @@
-"""srlab.evaluate, srlab.report, srlab.report_doc: the evaluate and report stages on a tiny fake build."""
+"""srlab.evaluation.evaluate and srlab.reporting: the evaluate and report stages on a tiny fake build."""
 
 from __future__ import annotations
 
@@ -16,9 +16,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from helpers import load_all
 
-from srlab import config, data, evaluate, io, metrics, report, report_doc
+from srlab import config, io
 from srlab.config import Params
+from srlab.data import build as data
+from srlab.evaluation import evaluate, metrics
+from srlab.reporting import document as report_doc
+from srlab.reporting import figures as report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +41,7 @@ def quantized(image: torch.Tensor) -> torch.Tensor:
 
 def tiny_params(build: Path) -> Params:
     """The project's params with a tiny metric list, an empty weight cache and small figures."""
-    p = config.load_params(ROOT / "params.yaml")
+    p = load_all(ROOT / "params.yaml")
     ev = dataclasses.replace(
         p.evaluate,
         paired_metrics=["psnr_rgb", "ssim_y", "lpips"],
@@ -46,7 +51,7 @@ def tiny_params(build: Path) -> Params:
         other_methods={"esrgan": str(build / "esrgan")},
     )
     rp = dataclasses.replace(p.report, grid_images=1, crop_size=16, dpi=30, panel_inches=1.0, loss_window=3)
-    return dataclasses.replace(p, evaluate=ev, report=rp)
+    return p.replace(evaluate=ev, report=rp)
 
 
 @pytest.fixture(scope="module")

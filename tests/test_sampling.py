@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from srlab import sampling
+from srlab.sampling import sampler as sampling
 
 SD2_SCHEDULER = {  # scheduler/scheduler_config.json of stable-diffusion-2-base
     "beta_end": 0.012,

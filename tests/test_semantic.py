@@ -1,4 +1,4 @@
-"""srlab.semantic: c_sem extractors (SAM2 official-format loading, the released preprocessing) and the
+"""srlab.models.semantic: c_sem extractors (SAM2 official-format loading, the released preprocessing) and the
 semantic blocks hooked into diffusers' text attentions."""
 
 from __future__ import annotations
@@ -14,22 +14,23 @@ import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
-from helpers import seeded
+from helpers import load_all, seeded
 from torchvision import transforms
 
-from srlab import config, prompts, semantic
-from srlab.semantic import CheckpointMismatchError
+from srlab.models import prompts, semantic
+from srlab.models.params import PromptParams, SemanticParams
+from srlab.models.semantic import CheckpointMismatchError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny_semantic() -> config.SemanticParams:
-    return config.load_params(ROOT / "params.yaml").model.semantic
+def tiny_semantic() -> SemanticParams:
+    return load_all(ROOT / "params.yaml").model.semantic
 
 
 @pytest.fixture(scope="module")
-def tiny_sam(tiny_semantic: config.SemanticParams) -> torch.nn.Module:
+def tiny_sam(tiny_semantic: SemanticParams) -> torch.nn.Module:
     with seeded(0):
         sam = semantic.load_sam2(tiny_semantic.sam2_config, None, tiny_semantic.sam2_overrides)
     with torch.no_grad():  # random weights leave no_mem_embed at 0; make it count in the comparisons
@@ -70,7 +71,7 @@ def test_sam2_c_sem_equals_the_released_computation(tiny_sam: torch.nn.Module) -
 
 
 def test_sam2_official_checkpoint_round_trip(
-    tiny_sam: torch.nn.Module, tiny_semantic: config.SemanticParams, tmp_path: Path
+    tiny_sam: torch.nn.Module, tiny_semantic: SemanticParams, tmp_path: Path
 ) -> None:
     ckpt = tmp_path / "sam2_tiny.pt"
     torch.save({"model": tiny_sam.state_dict()}, ckpt)  # the official format
@@ -83,7 +84,7 @@ def test_sam2_official_checkpoint_round_trip(
 
 
 def test_sam2_bad_checkpoints_name_the_problem(
-    tiny_sam: torch.nn.Module, tiny_semantic: config.SemanticParams, tmp_path: Path
+    tiny_sam: torch.nn.Module, tiny_semantic: SemanticParams, tmp_path: Path
 ) -> None:
     missing = tmp_path / "absent.pt"
     with pytest.raises(
@@ -140,13 +141,13 @@ def test_extractor_input_checks(tiny_sam: torch.nn.Module) -> None:
         extractor(torch.full((1, 3, 8, 8), -1.0))
 
 
-def test_none_extractor_and_registries_match_the_config(tiny_semantic: config.SemanticParams) -> None:
+def test_none_extractor_and_registries_match_the_config(tiny_semantic: SemanticParams) -> None:
     none = semantic.build_extractor(dataclasses.replace(tiny_semantic, extractor="none"))
     assert none(lr_batch()) is None
-    hints = typing.get_type_hints(config.SemanticParams)
+    hints = typing.get_type_hints(SemanticParams)
     assert set(semantic.EXTRACTORS) == set(typing.get_args(hints["extractor"]))
     assert set(prompts.TAG_SOURCES) == set(
-        typing.get_args(typing.get_type_hints(config.PromptParams)["tags"])
+        typing.get_args(typing.get_type_hints(PromptParams)["tags"])
     )
 
 
@@ -156,8 +157,8 @@ def test_none_extractor_and_registries_match_the_config(tiny_semantic: config.Se
 
 
 def tiny_unet(seed: int = 0) -> UNet2DConditionModel:
-    sizes = config.load_params(ROOT / "params.yaml").model.tiny
-    from srlab.model import tiny_unet_config
+    sizes = load_all(ROOT / "params.yaml").model.tiny
+    from srlab.models.sr_model import tiny_unet_config
 
     with seeded(seed):
         return UNet2DConditionModel.from_config(tiny_unet_config(sizes))

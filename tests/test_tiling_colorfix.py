@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from srlab import colorfix, tiling
+from srlab.sampling import colorfix, tiling
 
 
 def test_tile_starts_cover_and_align_to_end() -> None:

@@ -26,7 +26,7 @@ The HR photos are split by a seeded hash of their names (stable when photos are 
 A manifest sample: id, split (train | eval), part (component | eval set), source (file), crop_box
 [top, left, height, width] in the source HR, hr / lr (paths in the stage folder; hr null for wild
 eval), hr_size / lr_size [H, W], scale, lr_from (bicubic | a pipeline | official), seed, and
-degradation: every step of the pipeline with the values it drew (srlab.degrade.Degraded.records).
+degradation: every step of the pipeline with the values it drew (srlab.data.degrade.Degraded.records).
 ``torch.Generator().manual_seed(seed)`` through the same pipeline reproduces a sample exactly.
 
 Bad input: unreadable files raise srlab.io.ImageReadError naming the file; grayscale, alpha and
@@ -44,15 +44,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from srlab import io
-from srlab.config import LoaderParams, Params, as_dict
-from srlab.degrade import degrade, sample_generator
-from srlab.degrade_ops import bernoulli, randint
+from srlab.config import Params, as_dict
+from srlab.data.degrade import degrade, sample_generator
+from srlab.data.degrade_params import DegradeParams
+from srlab.data.ops import bernoulli, randint
+from srlab.data.params import DataParams
 from srlab.io import to_levels
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
+
+
+SECTIONS = {"data": DataParams, "degrade": DegradeParams}  # what the degrade stage reads
 
 
 def center_crop_to_multiple(
@@ -60,11 +64,9 @@ def center_crop_to_multiple(
 ) -> tuple[torch.Tensor, Box]:
     """Crop (3, H, W) centrally so both sides divide by ``multiple`` (and, if ``max_side``, are at most
     ``max_side`` rounded down to the multiple); returns the crop and its box."""
-    _, h, w = image.shape
-    if max_side:
-        h, w = min(h, max_side), min(w, max_side)
-    ch, cw = h - h % multiple, w - w % multiple
     h, w = image.shape[1:]
+    side_h, side_w = (min(h, max_side), min(w, max_side)) if max_side else (h, w)
+    ch, cw = side_h - side_h % multiple, side_w - side_w % multiple
     if ch == 0 or cw == 0:
         raise ValueError(f"image of size {h}x{w} is smaller than the required multiple {multiple}")
     top, left = (h - ch) // 2, (w - cw) // 2
@@ -75,7 +77,7 @@ def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize).
 
     Computed in float64 and rounded to 8-bit levels (srlab.io.to_levels), so the file is the
-    same on any thread count and CPU (srlab.degrade).
+    same on any thread count and CPU (srlab.data.degrade).
     """
     _, h, w = image.shape
     if h % scale or w % scale:
@@ -115,7 +117,7 @@ def _size(image: torch.Tensor) -> str:
     return "x".join(map(str, image.shape[1:]))
 
 
-def _cut(image: torch.Tensor, box: Sequence[int], scale: int = 1) -> torch.Tensor:
+def cut(image: torch.Tensor, box: Sequence[int], scale: int = 1) -> torch.Tensor:
     top, left, h, w = (v // scale for v in box)
     return image[:, top : top + h, left : left + w]
 
@@ -145,6 +147,7 @@ class _Writer:
     def __init__(self, root: Path, params: Params) -> None:
         self.root, self.params = root, params
         self.samples: list[dict[str, Any]] = []
+        self.eval_sets: dict[str, dict[str, Any]] = {}  # folder -> source, kind, scale, paired
         self.skipped: list[dict[str, str]] = []
         self._ids: dict[str, str] = {}
 
@@ -212,7 +215,7 @@ def _hr_component(photos: Sequence[Path], params: Params, out: _Writer) -> None:
         positions, _ = sample_generator(seed, "hr-crops", path.name)
         boxes = random_boxes(*image.shape[1:], train.crop_size, train.hr_crops_per_image, positions)
         for k, box in enumerate(boxes):
-            hr = _cut(image, box)
+            hr = cut(image, box)
             generator, sample_seed = sample_generator(seed, "hr", path.name, k)
             if bernoulli(1, train.bicubic_prob, generator).item():
                 lr, lr_from, records = bicubic_downsample(hr, scale), "bicubic", []
@@ -255,7 +258,7 @@ def _paired_and_wild_components(photos: Sequence[Path], params: Params, out: _Wr
     paired = []
     for path, hr, lr, meta in _paired_sources(photos, params, out):
         for j, box in enumerate(tile_boxes(*hr.shape[1:], train.crop_size, train.paired_overlap, scale)):
-            crops = _cut(hr, box), _cut(lr, box, scale)
+            crops = cut(hr, box), cut(lr, box, scale)
             paired.append(out.add("train", "paired", f"{path.stem}_{j:03d}", path, box, *crops, meta))
     for s in paired:  # the wild component: the paired HR crops, degraded at full size
         generator, sample_seed = sample_generator(seed, "wild", s["id"])
@@ -271,6 +274,12 @@ def build_eval_sets(params: Params, out: _Writer, extra: Mapping[str, Sequence[P
     sets.update(extra or {})
     crop = math.lcm(params.degrade.hr_multiple, params.degrade.scale)
     for set_name, paths in sets.items():
+        for pipeline in params.degrade.eval_pipelines:
+            paired = params.degrade.pipelines[pipeline].downsample  # wild sets: LR only
+            out.eval_sets[f"{set_name}_{pipeline}"] = {
+                "source": set_name, "kind": pipeline, "scale": params.degrade.scale if paired else 1,
+                "paired": paired,
+            }  # fmt: skip
         for path in paths:
             try:
                 hr, box = center_crop_to_multiple(io.read_image(path), crop, params.degrade.eval_max_side)
@@ -313,6 +322,7 @@ def build_stage(params: Params, out_dir: str | Path) -> dict[str, Any]:
                 "degrade": as_dict(params.degrade),
             },
             "counts": counts,
+            "eval_sets": out.eval_sets,
             "skipped": out.skipped,
             "samples": out.samples,
         }
@@ -341,75 +351,3 @@ def summary(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
             "LR": sizes("lr_size", items), "LR from": ", ".join(f"{k} {v}" for k, v in made.items()),
         })  # fmt: skip
     return rows
-
-
-class TrainPairs(Dataset):
-    """The training pairs of a built stage folder, with a random aligned crop and a horizontal flip.
-
-    Item: {"hr": (3, S, S), "lr": (3, S, S), "scale": int, "part": str, "id": str}, S =
-    ``loader.crop_size``, both float32 in [0, 1]. The LR is returned at HR size, upsampled by
-    ``loader.lr_upsample`` (1/scale LR of hr/paired samples; wild LR already has HR size): SeeSR's
-    ControlNet takes the LR upsampled to the HR size, so every sample gives the training loop one LR size.
-
-    Randomness: each item draws from a generator seeded by (seed, epoch, index), so crops and flips
-    are the same for any number of DataLoader workers; call ``set_epoch`` at each epoch. Draw the
-    components in the ratios of degrade.train.mix with ``WeightedRandomSampler(sample_weights(mix))``.
-    """
-
-    def __init__(
-        self,
-        root: str | Path,
-        loader: LoaderParams,
-        seed: int,
-        parts: Sequence[str] = ("hr", "paired", "wild"),
-    ) -> None:
-        self.root, self.loader, self.seed, self.epoch = Path(root), loader, seed, 0
-        manifest = json.loads((self.root / "manifest.json").read_text())
-        self.samples = [s for s in manifest["samples"] if s["split"] == "train" and s["part"] in parts]
-        for s in self.samples:
-            if min(s["hr_size"]) < loader.crop_size or loader.crop_size % s["scale"]:
-                raise ValueError(
-                    f"data.loader.crop_size {loader.crop_size} must be <= the stored crops ({s['hr_size']}, "
-                    f"degrade.train.crop_size) and a multiple of the scale {s['scale']}"
-                )
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        s = self.samples[index]
-        hr, lr = io.read_image(self.root / s["hr"]), io.read_image(self.root / s["lr"])
-        scale, size = s["scale"], self.loader.crop_size
-        generator, _ = sample_generator(self.seed, "loader", self.epoch, index)
-        (box,) = random_boxes(*hr.shape[1:], size, 1, generator, multiple=scale)
-        hr, lr = _cut(hr, box), _cut(lr, box, scale)
-        if bernoulli(1, self.loader.hflip_prob, generator).item():
-            hr, lr = hr.flip(-1), lr.flip(-1)
-        if scale > 1:
-            mode = self.loader.lr_upsample
-            smooth = mode in ("bilinear", "bicubic")
-            lr = F.interpolate(
-                lr[None], size=(size, size), mode=mode, align_corners=False if smooth else None
-            )[0]
-        return {
-            "hr": hr.contiguous(),
-            "lr": lr.clamp(0, 1).contiguous(),
-            "scale": scale,
-            "part": s["part"],
-            "id": s["id"],
-        }
-
-    def sample_weights(self, mix: Mapping[str, float]) -> torch.Tensor:
-        """(N,) float64 weights giving each part its share of ``mix`` (for WeightedRandomSampler)."""
-        counts: dict[str, int] = {}
-        for s in self.samples:
-            counts[s["part"]] = counts.get(s["part"], 0) + 1
-        missing = [p for p, share in mix.items() if share > 0 and p not in counts]
-        if missing:
-            raise ValueError(f"degrade.train.mix gives {missing} a share but the set has no such samples")
-        return torch.tensor(
-            [mix.get(s["part"], 0.0) / counts[s["part"]] for s in self.samples], dtype=torch.float64
-        )

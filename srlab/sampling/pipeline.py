@@ -1,6 +1,6 @@
 """The SR sampler: one LR image in, one SR image out, with the paper's three knobs (Table 1).
 
-``SRPipeline.__call__`` reads top to bottom like the released inference (``srlab.sampling`` lists the
+``SRPipeline.__call__`` reads top to bottom like the released inference (``srlab.sampling.sampler`` lists the
 facts it follows): check inputs, LR condition, semantic tokens, prompts, timesteps, start latents,
 denoising loop (tiled over the latent), decode (tiled VAE), colour fix, exact output size.
 
@@ -15,10 +15,10 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from srlab import colorfix, sampling, tiling
-from srlab.config import SamplerParams
 from srlab.io import from_vae_range, to_vae_range
-from srlab.model import SRModel, predict
+from srlab.models.sr_model import SRModel, predict
+from srlab.sampling import colorfix, sampler, tiling
+from srlab.sampling.params import SamplerParams
 
 
 class SRPipeline:
@@ -55,16 +55,16 @@ class SRPipeline:
         height, width = lr.shape[-2] * settings.upscale, lr.shape[-1] * settings.upscale
         lr = lr[None].to(self.device, self.dtype)  # (1, 3, h, w)
         # 2. The LR condition at working size (ControlNet input, lr start point, colour reference)
-        cond = sampling.prepare_condition(lr.float(), settings.upscale, settings.process_size).to(self.dtype)
+        cond = sampler.prepare_condition(lr.float(), settings.upscale, settings.process_size).to(self.dtype)
         # 3. Semantic tokens, once per image
         c_sem = self.model.semantic_tokens(lr)
         # 4. Prompts (tags + user + added; negative prompt for the unconditional branch)
-        guided = sampling.uses_guidance(settings.guidance_scale)
-        prompt = sampling.build_prompt(self.model.tags(name, lr), settings.user_prompt, settings.added_prompt)
+        guided = sampler.uses_guidance(settings.guidance_scale)
+        prompt = sampler.build_prompt(self.model.tags(name, lr), settings.user_prompt, settings.added_prompt)
         prompts = [settings.negative_prompt, prompt] if guided else [prompt]
         embeds = self.model.encode_prompt(prompts).to(self.device, self.dtype)  # (1 or 2, 77, D)
         # 5. Timesteps
-        scheduler = sampling.make_scheduler(settings.scheduler, self.model.scheduler.config)
+        scheduler = sampler.make_scheduler(settings.scheduler, self.model.scheduler.config)
         scheduler.set_timesteps(settings.steps, device=self.device)
         # 6. Start latents
         latents = self.prepare_latents(cond, settings, scheduler, generator)
@@ -78,7 +78,7 @@ class SRPipeline:
         image = self.decode(latents, settings)
         # 9. Colour fix towards the LR condition, then exactly upscale x the input size
         image = colorfix.color_fix(image, cond.float(), settings.color_fix)
-        return sampling.restore_size(image, height, width)[0].cpu()
+        return sampler.restore_size(image, height, width)[0].cpu()
 
     def check_inputs(self, lr: torch.Tensor, settings: SamplerParams) -> None:
         if lr.ndim != 3 or lr.shape[0] != 3:
@@ -156,7 +156,7 @@ class SRPipeline:
             )
             if guided:
                 uncond, text = eps.chunk(2)
-                return sampling.combine_guidance(uncond, text, settings.guidance_scale)
+                return sampler.combine_guidance(uncond, text, settings.guidance_scale)
             return eps
 
         return tiling.tiled(fn, latents, settings.latent_tile, settings.latent_overlap)

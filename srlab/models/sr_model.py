@@ -9,7 +9,7 @@ Parts, and where their weights come from (size ``paper`` | ``tiny``):
   stage writes in the same layout (no tokenizer/: open_clip's BPE tokenizer is used).
 - ControlNet: ``ControlNetModel.from_unet`` (weights copied from the UNet, zero output convolutions);
   its conditioning image is the LR image upsampled to the output size, RGB in [0, 1] (released code).
-- Semantic blocks (``srlab.semantic``) in the UNet's down/mid/up and the ControlNet's down/mid blocks;
+- Semantic blocks (``srlab.models.semantic``) in the UNet's down/mid/up and the ControlNet's down/mid blocks;
   the ControlNet's start as copies of the UNet's (as SeeSR's ``from_unet``).
 - c_sem extractor (SAM2.1 hiera-t from its official checkpoint | a small random Hiera) and tag source.
 - The authors' ``checkpoint-90000`` (``unet/`` + ``controlnet/``, diffusers ``save_pretrained`` output
@@ -35,9 +35,9 @@ from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DCondi
 from torch import nn
 from transformers import CLIPTextModel
 
-from srlab.config import ModelParams, SemanticParams, TinySizes
 from srlab.io import atomic_dir
-from srlab.prompts import (
+from srlab.models.params import ModelParams, SemanticParams, TinySizes
+from srlab.models.prompts import (
     SD2_SOURCE,
     OpenClipTokenizer,
     TagSource,
@@ -47,7 +47,7 @@ from srlab.prompts import (
     load_sd2_text,
     tiny_text_encoder,
 )
-from srlab.semantic import (
+from srlab.models.semantic import (
     C_SEM,
     CheckpointMismatchError,
     SemanticExtractor,
@@ -104,7 +104,7 @@ class SRModel:
     calls ``controlnet.train()`` and ``unet.train()`` itself).
 
     ``unet`` and ``controlnet`` are diffusers models with semantic blocks; call them (or ``predict``)
-    with ``cross_attention_kwargs={"c_sem": c_sem}`` (see ``srlab.semantic``).
+    with ``cross_attention_kwargs={"c_sem": c_sem}`` (see ``srlab.models.semantic``).
     """
 
     params: ModelParams

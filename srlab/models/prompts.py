@@ -27,7 +27,7 @@ from typing import Protocol
 import torch
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from srlab.config import PromptParams, TinySizes
+from srlab.models.params import PromptParams, TinySizes
 
 CONTEXT_LENGTH = 77  # CLIP's token context (SD2 and open_clip)
 SD2_SOURCE = "Hugging Face stabilityai/stable-diffusion-2-base (diffusers layout)"

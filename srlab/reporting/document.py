@@ -9,9 +9,10 @@ saying what is missing and which stage makes it) and writes::
     figures/*.png        every figure, linked relatively from report.md
     plots/loss/<phase>.csv   step, loss, loss_smoothed per training phase (DVC plots: steps restart)
 
-Inputs, relative to the build folder: degrade/eval/<set>/{lr,hr} (srlab.evaluate.find_eval_sets),
-infer/<set>/*.png and infer/settings.json and infer/samples/*.png, evaluate/metrics.json and
-summary.json (srlab.evaluate), train/loss.csv and train/samples/*.png, ablations/<cell>/ (srlab.ablations).
+Inputs, relative to the build folder: degrade/eval/<set>/{lr,hr} (srlab.data.eval_sets),
+infer/<set>/*.png and infer/settings.json, evaluate/metrics.json and
+summary.json (srlab.evaluation.evaluate), train/loss.csv, train/samples/ and train_validation.json,
+ablations/<cell>/ (srlab.ablations.cells).
 """
 
 from __future__ import annotations
@@ -27,9 +28,26 @@ from typing import Any, Literal
 import matplotlib.pyplot as plt
 import yaml
 
-from srlab import ablations, evaluate, io, metric_weights, metrics, report
-from srlab.config import Params, ReportParams, as_dict
+from srlab import io
+from srlab.ablations import grid, tables
+from srlab.ablations.params import AblationParams
+from srlab.config import Params, as_dict
+from srlab.data.eval_sets import find_eval_sets
+from srlab.evaluation import evaluate, metrics
+from srlab.evaluation import weights as metric_weights
+from srlab.evaluation.params import EvaluateParams
 from srlab.provenance import git_revision
+from srlab.reporting import figures
+from srlab.reporting.params import ReportParams
+from srlab.reporting.tables import markdown_table, results_rows
+
+# What the report reads; the other stages' params are shown as those stages recorded them.
+SECTIONS = {"report": ReportParams, "evaluate": EvaluateParams, "ablations": AblationParams}
+RECORDS = {  # stage -> the file in the build folder where it recorded the params it ran with
+    "degrade": "degrade/manifest.json",
+    "train": "train/final/srlab_provenance.json",
+    "infer": "infer/settings.json",
+}
 
 _IMG_SRC = re.compile(r'(<img\b[^>]*?\bsrc=")([^":]+\.png)(")')
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
@@ -52,7 +70,7 @@ class ReportDoc:
         self.blocks.append(markdown.strip())
 
     def table(self, rows: list[dict[str, Any]]) -> None:
-        self.blocks.append(report.markdown_table(rows))
+        self.blocks.append(markdown_table(rows))
 
     def code(self, text: str, language: str = "") -> None:
         self.blocks.append(f"```{language}\n{text.rstrip()}\n```")
@@ -145,12 +163,12 @@ def _results(doc: ReportDoc, build: Path, log: Callable[[str], None]) -> None:
     for set_name, methods in document["sets"].items():
         about = summary.get("sets", {}).get(set_name, {})
         doc.heading(f"{set_name} ({about.get('kind', '?')}, x{about.get('scale', '?')})", 3)
-        doc.table(report.results_rows(methods))
+        doc.table(results_rows(methods))
     if document.get("challenge"):
         doc.heading("Challenge score (FR part of the paired set + NR part of the wild set)", 3)
         for group, methods in document["challenge"].items():
             doc.text(f"**{group}**")
-            doc.table(report.results_rows(methods))
+            doc.table(results_rows(methods))
     skipped = [
         {"set": s, "method": m, "why": why}
         for s, ms in summary.get("skipped", {}).items()
@@ -189,13 +207,13 @@ def _grids(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], Non
         f"LR (nearest) / bicubic / ours / other methods / HR; below each, the {rp.crop_size} px crop "
         "outlined in red, chosen where the reference (HR, else LR) has the most detail."
     )
-    for s in evaluate.find_eval_sets(build / "degrade"):
+    for s in find_eval_sets(build / "degrade"):
         folders, skipped = evaluate.method_folders(s, build / "infer", params.evaluate)
         if evaluate.OURS in skipped:
             doc.text(f"{s.name}: no SR outputs of ours ({skipped[evaluate.OURS]}).")
         for name, lr_path in list(metrics.images_by_name(s.lr_dir).items())[: rp.grid_images]:
             lr = io.read_image(lr_path)
-            panels, scales = {"LR": lr}, {"LR": s.scale}
+            panels = {"LR": lr}
             if s.scale > 1:
                 panels[evaluate.BICUBIC] = metrics.bicubic_upsample(lr, s.scale)
             for method, folder in folders.items():
@@ -204,12 +222,8 @@ def _grids(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], Non
                     panels[method] = io.read_image(found[name])
             if s.hr_dir is not None:
                 panels["HR"] = io.read_image(metrics.images_by_name(s.hr_dir)[name])
-                box = report.detail_box(panels["HR"], rp.crop_size, stride=s.scale)
-            else:
-                small = report.detail_box(lr, max(rp.crop_size // s.scale, 1))
-                box = (small[0] * s.scale, small[1] * s.scale, small[2] * s.scale, small[3] * s.scale)
-            figure = report.comparison_figure(
-                panels, box, scales, rp.panel_inches, title=f"{s.name} / {name}"
+            figure = figures.comparison_grid(
+                panels, rp.crop_size, rp.panel_inches, title=f"{s.name} / {name}"
             )
             doc.figure(figure, f"grid_{s.name}_{name}", f"{s.name} / {name}: {' / '.join(panels)}")
 
@@ -229,14 +243,14 @@ _SCALE_NOTE = (
 
 def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str], None]) -> None:
     doc.heading("Ablations")
-    results = ablations.read_cells(params, build / "ablations")
+    results = tables.read_cells(params, build / "ablations")
     ab = params.ablations
     images = f"{ab.max_images or 'all'} image(s) of {ab.eval_set}"
     images = f"the centre {ab.crop} px of {images}" if ab.crop else images
     doc.text(_SCALE_NOTE.format(profile=params.base.profile, images=images))
-    for axis, title in ablations.TABLES.items():
+    for axis, title in grid.TABLES.items():
         doc.heading(title, 3)
-        rows = ablations.table_rows(params, results, axis)
+        rows = tables.table_rows(params, results, axis)
         for set_name in dict.fromkeys(r["set"] for r in rows):  # one table per set: its own metrics
             mine = [r for r in rows if r["set"] == set_name]
             filled = [k for k in mine[0] if k != "set" and any(r[k] != "" for r in mine)]
@@ -244,8 +258,8 @@ def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str],
             doc.table([{k: r[k] for k in filled} for r in mine])
         if axis != "guidance_scale":
             continue
-        for kind in ablations.KINDS:
-            figure = ablations.scale_figure(params, build / "ablations", kind)
+        for kind in grid.KINDS:
+            figure = tables.scale_figure(params, params.report, build / "ablations", kind)
             if figure is not None:
                 doc.figure(figure, f"guidance_{kind}", f"{kind}: the same crop across guidance scales")
     not_run = [c.name for c, d in results.items() if d is None]
@@ -253,10 +267,10 @@ def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str],
         log(f"ablation cells not run yet: {not_run}")
 
 
-def _samples(doc: ReportDoc, folder: Path, prefix: str, limit: int) -> None:
+def _checkpoint_samples(doc: ReportDoc, folder: Path, limit: int) -> None:
     paths = io.list_images(folder)[-limit:] if folder.is_dir() and limit else []
     for path in paths:
-        doc.figure(path, f"{prefix}_{path.stem}", f"{folder.name}/{path.name}")
+        doc.figure(path, f"train_checkpoint_{path.stem}", f"LR / SR / HR at {path.stem}")
 
 
 def _training(doc: ReportDoc, rp: ReportParams, build: Path, out: Path, log: Callable[[str], None]) -> None:
@@ -265,22 +279,41 @@ def _training(doc: ReportDoc, rp: ReportParams, build: Path, out: Path, log: Cal
     if not loss.is_file():
         _missing(doc, "training log", loss, "train", log)
     else:
-        curves = report.read_loss_csv(loss)
-        doc.figure(report.loss_figure(curves, rp.loss_window), "loss", f"training loss ({loss})")
-        for phase, rows in report.loss_plot_rows(curves, rp.loss_window).items():
+        curves = figures.read_loss_csv(loss)
+        doc.figure(figures.loss_figure(curves, rp.loss_window), "loss", f"training loss ({loss})")
+        for phase, rows in figures.loss_plot_rows(curves, rp.loss_window).items():
             metrics.write_rows_csv(rows, out / "plots" / "loss" / f"{phase}.csv")
-    _samples(doc, build / "train" / "samples", "train", rp.max_samples)
-    _samples(doc, build / "train" / "samples" / "checkpoints", "train_checkpoint", rp.max_samples)
+    validation = _read_json(build / "train_validation.json")
+    if validation:
+        doc.text("Held-out pairs (the degrade stage's validation photos), before and after SR training:")
+        doc.table(list(validation.values()))
+    samples = build / "train" / "samples"
+    names = (
+        sorted(p for p in samples.iterdir() if p.is_dir() and p.name != "checkpoints")
+        if samples.is_dir()
+        else []
+    )
+    for folder in names[-rp.max_samples :] if rp.max_samples else []:
+        panels = {p.stem: io.read_image(p) for p in sorted(folder.glob("*.png"), key=_panel_order)}
+        figure = figures.comparison_grid(
+            panels, rp.crop_size, rp.panel_inches, title=f"held out / {folder.name}"
+        )
+        doc.figure(figure, f"train_{folder.name}", f"held out / {folder.name}: {' / '.join(panels)}")
+    _checkpoint_samples(doc, samples / "checkpoints", rp.max_samples)
 
 
-def _inference(doc: ReportDoc, rp: ReportParams, build: Path, log: Callable[[str], None]) -> None:
+def _panel_order(path: Path) -> int:
+    order = ("LR", "bicubic", "untrained", "trained", "HR")
+    return order.index(path.stem) if path.stem in order else len(order)
+
+
+def _inference(doc: ReportDoc, build: Path, log: Callable[[str], None]) -> None:
     doc.heading("Inference settings")
     settings = build / "infer" / "settings.json"
     if settings.is_file():
         doc.code(settings.read_text(), "json")
     else:
         _missing(doc, "inference settings", settings, "infer", log)
-    _samples(doc, build / "infer" / "samples", "infer", rp.max_samples)
 
 
 def build_report(
@@ -306,11 +339,16 @@ def build_report(
     _grids(doc, params, build, log)
     _ablations(doc, params, build, log)
     _training(doc, params.report, build, out, log)
-    _inference(doc, params.report, build, log)
+    _inference(doc, build, log)
     doc.heading("Learned-metric weights")
-    doc.text("Where each learned metric's files must be (`evaluate.torch_hub_dir`, srlab/metric_weights.py).")
+    doc.text(
+        "Where each learned metric's files must be (`evaluate.torch_hub_dir`, srlab/evaluation/weights.py)."
+    )
     doc.table(metric_weights.weights_table(params.evaluate))
     doc.heading("Provenance")
-    doc.text(f"git revision: `{revision['text']}`\n\nParameters (params.yaml as resolved by srlab.config):")
+    doc.text(f"git revision: `{revision['text']}`\n\nThe report's own parameters (params.yaml as resolved):")
     doc.code(params_yaml(params), "yaml")
+    for stage, record in RECORDS.items():
+        where = "recorded" if (build / record).is_file() else "to be recorded (not built yet)"
+        doc.text(f"The `{stage}` stage's parameters: {where} in `{record}`.")
     return doc.write(params.report.html_images)

@@ -8,10 +8,10 @@ profile loads SD2 base.
 
 Runs in a notebook (one process) or on many GPUs/nodes with the same code:
 
-    accelerate launch -m srlab.train --out build/train          # GPUs, per accelerate config
-    torchrun --nproc_per_node 2 -m srlab.train --out build/train  # CPU processes (gloo)
+    accelerate launch -m srlab.training.train --out build/train          # GPUs, per accelerate config
+    torchrun --nproc_per_node 2 -m srlab.training.train --out build/train  # CPU processes (gloo)
 
-Every step's randomness derives from (base.seed, step, micro-batch, process) (``srlab.loop``), so an
+Every step's randomness derives from (base.seed, step, micro-batch, process) (``srlab.training.loop``), so an
 interrupted run resumes exactly; re-running the stage continues from the newest checkpoint.
 """
 
@@ -30,11 +30,14 @@ from accelerate import Accelerator, PartialState
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch.utils.data import DataLoader, Dataset
 
-from srlab import loop
 from srlab.config import PROFILES, Params, as_dict, load_params
-from srlab.data import TrainPairs
+from srlab.data.datasets import TrainPairs
+from srlab.data.degrade_params import DegradeParams
+from srlab.data.params import DataParams
 from srlab.io import atomic_dir, to_vae_range
-from srlab.model import (
+from srlab.models.params import ModelParams
+from srlab.models.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
+from srlab.models.sr_model import (
     FINAL_DIR,
     PRIOR_DIR,
     TINY_SCHEDULER,
@@ -46,12 +49,25 @@ from srlab.model import (
     tiny_vae,
     trainable_parameters,
 )
-from srlab.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
 from srlab.provenance import git_revision
+from srlab.sampling.params import InferParams
+from srlab.training import loop
+from srlab.training.params import TrainParams
 
 # ---------------------------------------------------------------------------------------------
 # Batches: a pure function of (seed, step, micro, process)
 # ---------------------------------------------------------------------------------------------
+
+
+# What the train stage reads (dvc.yaml `params`): infer for the synthetic sampler of the validation
+# samples, data/degrade for the Dataset and the scale.
+SECTIONS = {
+    "data": DataParams,
+    "degrade": DegradeParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "infer": InferParams,
+}
 
 
 class StepBatches(Dataset):
@@ -381,7 +397,7 @@ def sr_model_params(params: Params, out_dir: Path) -> Params:
     if params.train.prior is None:
         return params
     model = dataclasses.replace(params.model, sd2_path=str(out_dir / PRIOR_DIR))
-    return dataclasses.replace(params, model=model)
+    return params.replace(model=model)
 
 
 def accelerator_for(params: Params) -> Accelerator:
@@ -464,7 +480,7 @@ def main() -> None:
     parser.add_argument("--data", default="build/degrade", help="the degrade stage's output folder")
     parser.add_argument("--out", default="build/train")
     args = parser.parse_args()
-    final = run(load_params(args.params, args.profile), args.data, args.out)
+    final = run(load_params(args.params, args.profile, SECTIONS), args.data, args.out)
     if PartialState().is_main_process:  # one line, not one per process interleaved on a shared stdout
         print(json.dumps({"final": str(final)}))
 

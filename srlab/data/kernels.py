@@ -2,7 +2,7 @@
 
 Real-ESRGAN's kernel families (BasicSR ``basicsr/data/degradations.py``) and filters
 (``basicsr/utils/img_process_util.py``), batched and on any device. Tensor contract, the two forms of
-every operator (fixed / sampling with a generator) and the records: see srlab.degrade_ops.
+every operator (fixed / sampling with a generator) and the records: see srlab.data.ops.
 Kernels are (B, k, k) float32 with odd k and sum 1; sigma in px, angles and cutoffs in rad.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from srlab.degrade_ops import (
+from srlab.data.ops import (
     Range,
     Records,
     bernoulli,

@@ -1,4 +1,4 @@
-"""The ``evaluate`` stage: every evaluation set, every method, one table (srlab.metrics measures).
+"""The ``evaluate`` stage: every evaluation set, every method, one table (srlab.evaluation.metrics measures).
 
 Inputs (the stage contract)::
 
@@ -9,7 +9,7 @@ Inputs (the stage contract)::
     evaluate.other_methods               {method: root}; root/<set>/<name>.* (e.g. Real-ESRGAN outputs)
 
 Methods, in table order: ``srlab``, ``bicubic`` (the LR upsampled by the set's scale with
-srlab.metrics.bicubic_upsample, so on scale-1 wild sets the LR itself), then ``other_methods``. Paired
+metrics.bicubic_upsample, so on scale-1 wild sets the LR itself), then ``other_methods``. Paired
 sets get ``evaluate.paired_metrics``, LR-only sets ``evaluate.wild_metrics``. A missing optional input
 (no infer outputs yet; a method without outputs for one set) is skipped and the reason kept; a missing
 degrade folder, or an other_methods root that does not exist at all (a typo), is an error.
@@ -34,104 +34,19 @@ are grouped by the name before their last ``_`` (set5_synthetic + set5_wild -> g
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from srlab.data.eval_sets import EvalSet
+from srlab.evaluation import metrics
+from srlab.evaluation.metrics import MetricSuite, SetResult
+from srlab.evaluation.params import EvaluateParams
 
-from srlab import metrics
-from srlab.config import EvaluateParams
-from srlab.metrics import MetricSuite, SetResult
-
+SECTIONS = {"evaluate": EvaluateParams}  # what the evaluate stage reads
 OURS, BICUBIC = "srlab", "bicubic"  # the method names of our outputs and of the bicubic baseline
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    """One evaluation set of the degrade stage: LR images, HR images if paired, the SR scale."""
-
-    name: str
-    lr_dir: Path
-    hr_dir: Path | None  # None: LR only (wild), no-reference metrics only
-    scale: int  # SR side / LR side (4 synthetic, 1 wild: restoration at the LR size)
-
-    @property
-    def paired(self) -> bool:
-        return self.hr_dir is not None
-
-    def describe(self) -> dict[str, Any]:
-        """A table row: name, kind, scale, image count, folders."""
-        return {
-            "set": self.name,
-            "kind": "paired" if self.paired else "LR only",
-            "scale": self.scale,
-            "images": len(metrics.images_by_name(self.lr_dir)),
-            "lr": self.lr_dir.as_posix(),
-            "hr": self.hr_dir.as_posix() if self.hr_dir else "-",
-        }
-
-
-def _manifest_scales(manifest: Path) -> dict[str, int]:
-    """{eval set: scale} from the degrade manifest (samples with split eval, part = set, scale)."""
-    if not manifest.is_file():
-        return {}
-    scales: dict[str, set[int]] = {}
-    for s in json.loads(manifest.read_text()).get("samples", []):
-        if s.get("split") == "eval" and "part" in s and "scale" in s:
-            scales.setdefault(s["part"], set()).add(int(s["scale"]))
-    mixed = {k: sorted(v) for k, v in scales.items() if len(v) > 1}
-    if mixed:
-        raise ValueError(f"{manifest}: one set, several scales {mixed}; a set must have one SR scale")
-    return {k: v.pop() for k, v in scales.items()}
-
-
-def _size_ratio(lr_dir: Path, hr_dir: Path) -> int:
-    """HR side / LR side of the first pair (file headers only), checked to be one integer on both axes."""
-    lr, hr = metrics.images_by_name(lr_dir), metrics.images_by_name(hr_dir)
-    name = next(iter(lr))
-    if name not in hr:
-        raise ValueError(f"{lr[name]}: no HR image of that name in {hr_dir}")
-    with Image.open(lr[name]) as a, Image.open(hr[name]) as b:
-        (w, h), (hw, hh) = a.size, b.size
-    if hh % h or hw % w or hh // h != hw // w:
-        raise ValueError(f"{hr[name]} ({hw}x{hh}) is not an integer multiple of {lr[name]} ({w}x{h})")
-    return hh // h
-
-
-def find_eval_sets(degrade_dir: str | Path) -> list[EvalSet]:
-    """Every set under ``<degrade_dir>/eval`` (sorted by name), with its scale (manifest, else HR/LR)."""
-    degrade_dir = Path(degrade_dir)
-    root = degrade_dir / "eval"
-    if not root.is_dir():
-        raise FileNotFoundError(
-            f"{root}: no evaluation sets; run the degrade stage first (`dvc repro degrade`, or "
-            f"notebooks/01_degrade.ipynb with the same build_dir)"
-        )
-    manifest = degrade_dir / "manifest.json"
-    scales = _manifest_scales(manifest)
-    sets = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        lr, hr = folder / "lr", folder / "hr"
-        if not lr.is_dir():
-            raise FileNotFoundError(f"{folder}: no lr/ folder; every evaluation set needs its LR images")
-        hr_dir = hr if hr.is_dir() else None
-        if folder.name in scales:
-            scale = scales[folder.name]
-        elif hr_dir is not None:
-            scale = _size_ratio(lr, hr)
-        else:
-            raise ValueError(
-                f"{folder}: an LR-only set needs its scale in {manifest} (eval samples with part "
-                f"{folder.name!r} and a scale); rebuild it with `dvc repro degrade`"
-            )
-        sets.append(EvalSet(folder.name, lr, hr_dir, scale))
-    if not sets:
-        raise FileNotFoundError(f"{root}: no evaluation set folders; run `dvc repro degrade`")
-    return sets
 
 
 def method_folders(
@@ -209,10 +124,10 @@ def evaluate_sets(
 
 
 def challenge_groups(sets: Sequence[EvalSet]) -> dict[str, tuple[str, str]]:
-    """{group: (paired set, LR-only set)} for names that share the part before their last ``_``."""
+    """{group: (paired set, LR-only set)} for the sets made from one source set (the manifest's record)."""
     groups: dict[str, dict[bool, list[str]]] = {}
     for s in sets:
-        groups.setdefault(s.name.rpartition("_")[0] or s.name, {}).setdefault(s.paired, []).append(s.name)
+        groups.setdefault(s.source, {}).setdefault(s.paired, []).append(s.name)
     return {
         g: (kinds[True][0], kinds[False][0])
         for g, kinds in groups.items()
@@ -221,7 +136,7 @@ def challenge_groups(sets: Sequence[EvalSet]) -> dict[str, tuple[str, str]]:
 
 
 def challenge_table(evaluation: Evaluation) -> dict[str, dict[str, dict[str, Any]]]:
-    """{group: {method: srlab.metrics.challenge_score(...)}} for methods scored on both sets of a group."""
+    """{group: {method: metrics.challenge_score(...)}} for methods scored on both sets of a group."""
     by_key = {(r.set_name, r.method): r.summary for r in evaluation.results}
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for group, (fr_set, nr_set) in challenge_groups(evaluation.sets).items():

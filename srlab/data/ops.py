@@ -1,5 +1,5 @@
 """Degradation operators of the Real-ESRGAN recipe, in torch: noise, resize, JPEG (this module), blur
-kernels, sinc, USM (srlab.degrade_kernels); UGC additions in srlab.degrade_ugc. This module also holds
+kernels, sinc, USM (srlab.data.kernels); UGC additions in srlab.data.ugc. This module also holds
 what the three share: the random draws, the per-sample records, the input check.
 
 Reference: XPixelGroup/BasicSR, ``basicsr/data/degradations.py`` (kernels, noise),

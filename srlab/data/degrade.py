@@ -6,7 +6,7 @@ lives in code. The paper's two pipelines (section 4.1):
 
 - ``synthetic``: bicubic x4 downsampling, then degradation at LR size (the challenge's synthetic set);
 - ``wild``: degradation without downsampling (in-the-wild UGC): Real-ESRGAN's two orders plus what
-  short videos suffer and Real-ESRGAN lacks (srlab.degrade_ugc: low light, over-sharpening,
+  short videos suffer and Real-ESRGAN lacks (srlab.data.ugc: low light, over-sharpening,
   4:2:0 chroma, codec blocks);
 
 plus ``realesrgan``, Real-ESRGAN x4plus's second-order pipeline as BasicSR runs it (the reference
@@ -17,8 +17,8 @@ Batching: shape-preserving ops draw their probability and parameters per sample;
 too). To make every sample independent of what it is batched with (the dataset builder does
 this), degrade one image per call with its own generator from ``sample_generator``.
 
-Operators: srlab.degrade_kernels and srlab.degrade_ops (Real-ESRGAN's), srlab.degrade_ugc (UGC);
-tensor contract (srlab.degrade_ops): float (B, 3, H, W) RGB in [0, 1].
+Operators: srlab.data.kernels and srlab.data.ops (Real-ESRGAN's), srlab.data.ugc (UGC);
+tensor contract (srlab.data.ops): float (B, 3, H, W) RGB in [0, 1].
 """
 
 from __future__ import annotations
@@ -32,10 +32,9 @@ from typing import Any
 
 import torch
 
-from srlab import degrade_kernels as kernels
-from srlab import degrade_ops as ops
-from srlab import degrade_ugc as ugc
-from srlab.config import BlurOp, ChoiceOp, DegradeParams, OpParams, ResizeOp
+from srlab.data import kernels, ops, ugc
+from srlab.data.degrade_params import BlurOp, ChoiceOp, DegradeParams, OpParams, ResizeOp
+from srlab.io import to_levels
 
 # op kind (the `op` key in params.yaml) -> sampling form; keyword arguments are the settings' fields
 SAMPLERS: dict[str, Callable[..., tuple[torch.Tensor, ops.Records]]] = {
@@ -107,7 +106,7 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
     if h % scale or w % scale:
         raise ValueError(
             f"HR size {h}x{w} does not divide by degrade.scale {scale}; crop it first "
-            "(srlab.data.center_crop_to_multiple)"
+            "(srlab.data.build.center_crop_to_multiple)"
         )
     # 2. apply the steps in order
     records: list[list[dict[str, Any]]] = [[] for _ in range(hr.shape[0])]
@@ -119,7 +118,7 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
         raise ValueError(
             f"pipeline {pipeline!r} ends at {tuple(out.shape[-2:])}: its last resize must be to the target"
         )
-    return Degraded(lr=(ops.to_levels(out) / 255).to(hr.dtype), records=records)
+    return Degraded(lr=(to_levels(out) / 255).to(hr.dtype), records=records)
 
 
 def _step(

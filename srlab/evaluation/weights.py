@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import torch
 
-from srlab.config import EvaluateParams
+from srlab.evaluation.params import EvaluateParams
 
 _PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/"
 _RN50_SHA = "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"

@@ -23,7 +23,7 @@ of Table 3), ``challenge`` their sum (``challenge_score`` combines two sets). Wh
 ``score_psnr`` / ``score_ssim`` (default: pyiqa's ``psnr`` = RGB and ``ssim`` = Y, as pyiqa names them).
 
 Weights of the learned metrics are looked up, never downloaded, in a local torch hub folder; which files,
-where, and how to fill it: srlab.metric_weights. A metric whose files are missing is reported unavailable
+where, and how to fill it: srlab.evaluation.weights. A metric whose files are missing is reported unavailable
 with the reason, and so is every score that needs it.
 """
 
@@ -41,8 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from srlab import io
-from srlab.config import EvaluateParams
-from srlab.metric_weights import METRICS, hub_dir, missing_weights, pyiqa_offline
+from srlab.evaluation.params import EvaluateParams
+from srlab.evaluation.weights import METRICS, hub_dir, missing_weights, pyiqa_offline
 
 PYIQA_VERSION = "0.1.16"
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], float]
@@ -373,7 +373,7 @@ def bicubic_upsample(lr: torch.Tensor, scale: int, quantize: bool = True) -> tor
 
     ``quantize`` rounds to 8 bits, so the baseline is scored like every method whose outputs are files.
     Computed in float64 and rounded by srlab.io.to_levels, so its 8-bit levels do not depend
-    on the thread count or CPU (srlab.degrade).
+    on the thread count or CPU (srlab.data.degrade).
     """
     x = lr[None] if lr.ndim == 3 else lr
     h, w = x.shape[-2:]

@@ -1,4 +1,4 @@
-"""Upscaling many files: the infer stage and ``srlab upscale`` share this.
+"""Upscaling many files: the infer stage (srlab.sampling.infer) and ``srlab upscale`` share this.
 
 Per image: read (srlab.io conversions), sample with a generator seeded by (seed, image name) so an
 image's result does not depend on which other images run with it, write atomically. Unreadable files
@@ -8,7 +8,6 @@ are skipped and reported; the batch goes on. Inputs are never overwritten.
 from __future__ import annotations
 
 import dataclasses
-import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +17,10 @@ import torch
 from tqdm.auto import tqdm
 
 from srlab import io
-from srlab.config import InferParams, Params, SamplerParams, as_dict
-from srlab.model import FINAL_DIR, PRIOR_DIR, SRModel, build_sr_model
-from srlab.pipeline import SRPipeline
+from srlab.config import Params
+from srlab.models.sr_model import FINAL_DIR, PRIOR_DIR, SRModel, build_sr_model
+from srlab.sampling.params import InferParams, SamplerParams
+from srlab.sampling.pipeline import SRPipeline
 
 
 @dataclass
@@ -60,7 +60,7 @@ def model_params_for_inference(params: Params, weights: str | Path | None) -> Pa
             "unet/ and controlnet/ (e.g. the authors' checkpoint-90000); run `dvc repro train` or pass "
             "--weights"
         )
-    return dataclasses.replace(params, model=model)
+    return params.replace(model=model)
 
 
 def resolve_device(infer: InferParams) -> tuple[torch.device, torch.dtype]:
@@ -115,28 +115,3 @@ def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
     for item in map(Path, items):
         paths.extend(io.list_images(item) if item.is_dir() else [item])
     return paths
-
-
-def settings_for(params: Params, set_name: str) -> SamplerParams:
-    """Sampler settings of an eval set from its kind, the name's suffix (``set5_wild`` -> ``wild``)."""
-    kind = set_name.rsplit("_", 1)[-1]
-    if kind not in params.infer.settings:
-        raise KeyError(
-            f"eval set {set_name!r}: no infer.settings for kind {kind!r} ({sorted(params.infer.settings)})"
-        )
-    return params.infer.settings[kind]
-
-
-def infer_sets(params: Params, pipe: SRPipeline, eval_dir: Path, out_dir: Path) -> dict[str, UpscaleReport]:
-    """The infer stage: every ``eval_dir/<set>/lr`` upscaled into ``out_dir/<set>``, + settings.json."""
-    reports: dict[str, UpscaleReport] = {}
-    used: dict[str, dict] = {}
-    for set_dir in sorted(p for p in eval_dir.iterdir() if (p / "lr").is_dir()):
-        settings = settings_for(params, set_dir.name)
-        inputs = io.list_images(set_dir / "lr")
-        reports[set_dir.name] = upscale_files(
-            pipe, inputs, out_dir / set_dir.name, settings, params.base.seed
-        )
-        used[set_dir.name] = as_dict(settings)
-    (out_dir / "settings.json").write_text(json.dumps(used, indent=1))
-    return reports

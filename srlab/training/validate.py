@@ -12,16 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 
-from srlab import io, metrics, report
+from srlab import io
 from srlab.config import Params
-from srlab.model import build_sr_model
-from srlab.pipeline import SRPipeline
-from srlab.train import centre_crop_pair, sr_model_params, validation_batches, validation_loss
-from srlab.upscale import build_pipeline, image_seed, model_params_for_inference
+from srlab.evaluation import metrics
+from srlab.models.sr_model import build_sr_model
+from srlab.sampling.pipeline import SRPipeline
+from srlab.sampling.upscale import build_pipeline, image_seed, model_params_for_inference
+from srlab.training.train import centre_crop_pair, sr_model_params, validation_batches, validation_loss
 
 
 def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeline]:
@@ -79,31 +79,40 @@ def compare(
     }
 
 
+def strip(images: list[torch.Tensor], columns: int) -> torch.Tensor:
+    """Images in rows of ``columns``, each enlarged by pixel repetition to the largest height (one PNG)."""
+    height = max(im.shape[1] for im in images)
+    tiles = [
+        im.repeat_interleave(height // im.shape[1], 1).repeat_interleave(height // im.shape[1], 2)
+        for im in images
+    ]
+    rows = [torch.cat(tiles[i : i + columns], dim=2) for i in range(0, len(tiles), columns)]
+    return torch.cat(rows, dim=1)
+
+
 def with_steps(params: Params, steps: int) -> Params:
     """``params`` with the synthetic sampler at ``steps`` steps (cheaper checks on the CPU)."""
     settings = dict(params.infer.settings)
     settings["synthetic"] = dataclasses.replace(settings["synthetic"], steps=steps)
-    return dataclasses.replace(params, infer=dataclasses.replace(params.infer, settings=settings))
+    return params.replace(infer=dataclasses.replace(params.infer, settings=settings))
 
 
 def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callable[[int, Path], None]:
     """A ``train_sr`` ``on_checkpoint`` hook: the centre crops of the first ``train.sample_images``
     held-out pairs super-resolved with that checkpoint's weights, saved as one strip (LR, SR, HR per
-    pair) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the output evolves during training."""
+    pair, LR enlarged by pixel repetition) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the
+    output evolves during training."""
     settings = params.infer.settings["synthetic"]
     pairs = held_out_pairs(params, val_dir, params.train.sample_images)
     out = train_dir / "samples" / "checkpoints"
 
     def sample(step: int, folder: Path) -> None:
         pipe = build_pipeline(sr_model_params(params, train_dir), folder / "weights")
-        images, titles = [], []
+        images: list[torch.Tensor] = []
         for name, hr, lr in pairs:
             gen = torch.Generator(device=pipe.device).manual_seed(image_seed(params.base.seed, name))
             images += [lr, pipe(lr, settings, gen, name=name), hr]
-            titles += [f"{name} LR", f"step {step}", "HR"]
         out.mkdir(parents=True, exist_ok=True)
-        figure = report.show_images(images, titles, height=2.0)
-        figure.savefig(out / f"step_{step:06d}.png", dpi=params.report.dpi)
-        plt.close(figure)
+        io.write_image(strip(images, columns=3), out / f"step_{step:06d}.png")
 
     return sample

@@ -20,7 +20,7 @@ models blur, resampling, noise and JPEG; these add:
   (Brooks et al., "Unprocessing images", CVPR 2019), so noise is amplified most in the shadows, and
   a dark frame stored in 8 bits posterizes once brightened.
 
-Tensor contract as srlab.degrade_ops: float (B, 3, H, W) RGB in [0, 1]; parameters as floats or (B,)
+Tensor contract as srlab.data.ops: float (B, 3, H, W) RGB in [0, 1]; parameters as floats or (B,)
 tensors; sampling forms return ``(out, records)``; randomness from the caller's generator only.
 """
 
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from srlab.degrade_ops import (
+from srlab.data.ops import (
     Range,
     Records,
     categorical,

@@ -43,7 +43,7 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.transformer_2d import Transformer2DModel, Transformer2DModelOutput
 from torch import nn
 
-from srlab.config import SemanticParams
+from srlab.models.params import SemanticParams
 
 C_SEM = "c_sem"  # the cross_attention_kwargs key
 SEMANTIC_ATTR = "image_attentions"  # the authors' name: state-dict keys *.image_attentions.N.*
@@ -247,7 +247,7 @@ def add_semantic_blocks(
     ``init``: ``random`` keeps torch's default initialisation (as SeeSR); ``zero`` also zeroes each
     block's ``proj_out``, so the block starts as the identity and a pretrained UNet's output is unchanged
     at step 0 (training starts from the prior instead of from noise injected into every level).
-    Random draws come from torch's global generator: ``srlab.model`` calls this inside a seeded fork.
+    Random draws come from torch's global generator: ``srlab.models.sr_model`` calls this in a seeded fork.
     The config records ``use_image_cross_attention: true`` (the authors' flag; ``cross_only`` also
     records ``srlab_semantic_block``), so ``save_pretrained`` writes the authors' layout.
     """

@@ -1,9 +1,9 @@
-"""Tables and figures that notebooks and the report show.
+"""Figures that notebooks and the report show: comparison grids with zoomed crops, image rows, loss curves.
 
 Images follow srlab.io: float RGB (3, H, W) in [0, 1]. A crop box is (top, left, height, width) in the
 pixels of the SR output (the HR size); an image at 1/scale of that size (the LR) is cut at box / scale,
 so boxes are chosen on a grid of ``scale`` pixels. Figures are matplotlib; the report document that
-collects them lives in srlab.report_doc.
+collects them lives in srlab.reporting.document.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,76 +19,9 @@ import torch
 import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
-Box = tuple[int, int, int, int]  # (top, left, height, width), as srlab.data
-NOT_AVAILABLE = "n/a"
+Box = tuple[int, int, int, int]  # (top, left, height, width), as srlab.data.build
 LOSS_COLUMNS = ("phase", "step", "loss")
 _LUMA = (0.299, 0.587, 0.114)
-
-# ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
-
-
-def markdown_table(rows: Sequence[Mapping[str, Any]], floatfmt: str = ".4g") -> str:
-    """Rows of dicts -> a GitHub markdown table; floats formatted with ``floatfmt``.
-
-    Columns: every key, in first-seen order (a row without one gets an empty cell). ``|`` in a value is
-    escaped and newlines become spaces, so a long reason stays in its cell.
-    """
-    if not rows:
-        return "(no rows)"
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-
-    def cell(value: Any) -> str:
-        text = format(value, floatfmt) if isinstance(value, float) else str(value)
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def metric_label(name: str) -> str:
-    """Column title: the metric with the direction that is better (scores: higher)."""
-    from srlab.metric_weights import METRICS  # here: the degrade notebook uses figures only
-
-    if name == "n_images":
-        return "images"
-    return f"{name} {'↓' if name in METRICS and METRICS[name].lower_better else '↑'}"
-
-
-def results_rows(
-    methods: Mapping[str, Mapping[str, Any]], key: str = "method", floatfmt: str = ".4g"
-) -> list[dict[str, Any]]:
-    """{method: {metric: value | None}} (one set of a metrics.json) -> table rows, None shown as n/a.
-
-    Values are formatted here (``floatfmt``) so that "n/a", "inf" and numbers mix in one column.
-    """
-    rows = []
-    for method, values in methods.items():
-        row: dict[str, Any] = {key: method}
-        for name, value in values.items():
-            if value is None:
-                text = NOT_AVAILABLE
-            elif isinstance(value, float):
-                text = format(value, floatfmt)
-            else:
-                text = str(value)
-            row[metric_label(name)] = text
-        rows.append(row)
-    return rows
-
-
-def method_rows(document: Mapping[str, Any], method: str, names: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per set of a metrics.json document where ``method`` has any of ``names``: its values."""
-    rows = []
-    for set_name, methods in document["sets"].items():
-        values = methods.get(method, {})
-        if any(n in values for n in names):
-            kept = {n: values[n] for n in ("n_images", *names) if n in values}
-            rows.append({"set": set_name, **results_rows({method: kept})[0]})
-    return rows
-
 
 # ---------------------------------------------------------------------------------------------
 # Crops and comparison grids
@@ -169,6 +101,30 @@ def comparison_figure(
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def comparison_grid(
+    panels: Mapping[str, torch.Tensor], crop_size: int, panel_inches: float = 2.4, title: str = ""
+) -> plt.Figure:
+    """The one LR / SR / HR comparison every notebook and the report draws: ``comparison_figure`` with
+    each panel's scale read off its size (the largest panel is the output size) and the ``crop_size``
+    crop where the reference (``HR`` if present, else the first panel at the output size) has the most
+    detail, on the grid of the largest scale so every panel's crop is whole pixels."""
+    out_w = max(image.shape[-1] for image in panels.values())
+    scales = {}
+    for name, image in panels.items():
+        if out_w % image.shape[-1]:
+            raise ValueError(
+                f"panel {name!r} width {image.shape[-1]} does not divide the output width {out_w}"
+            )
+        scales[name] = out_w // image.shape[-1]
+    at_size = [name for name in panels if scales[name] == 1]
+    reference = panels["HR" if "HR" in at_size else at_size[0]]
+    side = min(crop_size, *reference.shape[-2:])
+    box = detail_box(
+        reference, side // max(scales.values()) * max(scales.values()), stride=max(scales.values())
+    )
+    return comparison_figure(panels, box, scales, panel_inches, title=title)
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:

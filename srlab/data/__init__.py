@@ -1,0 +1,1 @@
+"""Datasets: degradation operators and pipelines, the degrade stage, the training Dataset."""

@@ -1,0 +1,1 @@
+"""Tables, figures and the report document; reads stage outputs, imports no model code."""

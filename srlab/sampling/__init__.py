@@ -1,0 +1,1 @@
+"""Inference: the SR pipeline, tiling, colour fix, upscaling files and the infer stage."""

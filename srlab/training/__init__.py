@@ -1,0 +1,1 @@
+"""The train stage: the tiny prior, ControlNet + semantic blocks on Accelerate, validation."""
