@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)  ## the venv with the pinned packages + every DVC-tracked file (offline: the remote is in the repo)
-	dvc pull --quiet --allow-missing
+	dvc pull --quiet
 
 # `dvc pull` restores the photos and the outputs of every stage whose deps and params match dvc.lock
 # (all of them on a fresh clone of main); `dvc repro` then re-runs only what changed.

@@ -111,7 +111,7 @@ def time_batches(run, images: torch.Tensor, batches: int, warmup: int, device: s
 
 
 def srlab_throughput(images: torch.Tensor, params, batches: int, warmup: int, device: str) -> float:
-    from srlab import degrade
+    from srlab.data import degrade
 
     generator = torch.Generator(device=device).manual_seed(0)
     images = images.to(device)
@@ -244,8 +244,9 @@ def main() -> None:
 
     sys.path.insert(0, str(ROOT))  # srlab from this checkout, installed or not
     from srlab import config
+    from srlab.data import build
 
-    params = config.load_params(ROOT / "params.yaml").degrade
+    params = config.load_params(ROOT / "params.yaml", None, build.SECTIONS).degrade
     images = make_batch(args.batch, args.size)
     shape = f"batch {args.batch} x 3 x {args.size} x {args.size}"
     where = f"{args.device}, {shape}, torch {torch.__version__}, {torch.get_num_threads()} threads"

@@ -22,8 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from srlab.config import load_params  # noqa: E402
-from srlab.model import build_sr_model  # noqa: E402
-from srlab.pipeline import SRPipeline  # noqa: E402
+from srlab.models.sr_model import build_sr_model  # noqa: E402
+from srlab.sampling.infer import SECTIONS  # noqa: E402
+from srlab.sampling.pipeline import SRPipeline  # noqa: E402
 
 
 def run(pipe: SRPipeline, lr: torch.Tensor, settings, repeats: int) -> tuple[float, float]:
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--skip-2048", action="store_true")
     parser.add_argument("--steps", type=int, default=0, help="override the settings' steps (0: keep)")
     args = parser.parse_args()
-    params = load_params(ROOT / "params.yaml", profile=args.profile)
+    params = load_params(ROOT / "params.yaml", args.profile, SECTIONS)
     if args.profile == "paper":
         from paper_model import paper_model
 

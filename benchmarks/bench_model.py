@@ -32,8 +32,8 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from srlab.config import SemanticParams  # noqa: E402
-from srlab.model import build_denoisers, plain_config, predict  # noqa: E402
+from srlab.models.params import SemanticParams  # noqa: E402
+from srlab.models.sr_model import build_denoisers, plain_config, predict  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "seesr_layout_checkpoint.json"
 COND_CHANNELS = (16, 32, 96, 256)  # SD2 ControlNet

@@ -4,7 +4,7 @@
     python benchmarks/bench_train.py --profile paper --device cuda      # paper size at 512, bf16 autocast
 
 One step = VAE encode (frozen) + c_sem (frozen SAM2) + ControlNet + UNet forward, backward into the
-ControlNet and the UNet's semantic blocks, AdamW update: the work of ``srlab.train.sr_loss`` per step.
+ControlNet and the UNet's semantic blocks, AdamW update: ``srlab.training.train.sr_loss`` per step.
 Paper weights are random (benchmarks/paper_model.py): cost does not depend on their values.
 """
 
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from srlab.config import load_params  # noqa: E402
-from srlab.model import build_sr_model, trainable_parameters  # noqa: E402
-from srlab.semantic import semantic_modules  # noqa: E402
-from srlab.train import sr_loss  # noqa: E402
+from srlab.models.semantic import semantic_modules  # noqa: E402
+from srlab.models.sr_model import build_sr_model, trainable_parameters  # noqa: E402
+from srlab.training.train import SECTIONS, sr_loss  # noqa: E402
 
 
 def _peak_rss_gib() -> float:
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--size", type=int, default=0, help="crop side (default: data.loader.crop_size)")
     args = parser.parse_args()
-    params = load_params(ROOT / "params.yaml", profile=args.profile)
+    params = load_params(ROOT / "params.yaml", args.profile, SECTIONS)
     size = args.size or params.data.loader.crop_size
     if args.profile == "paper":
         from paper_model import paper_model

@@ -20,9 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from srlab.config import load_params  # noqa: E402
-from srlab.model import TINY_SCHEDULER, SRModel, build_denoisers, plain_config  # noqa: E402
-from srlab.prompts import NoTags  # noqa: E402
-from srlab.semantic import build_extractor  # noqa: E402
+from srlab.models.params import ModelParams  # noqa: E402
+from srlab.models.prompts import NoTags  # noqa: E402
+from srlab.models.semantic import build_extractor  # noqa: E402
+from srlab.models.sr_model import TINY_SCHEDULER, SRModel, build_denoisers, plain_config  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "seesr_layout_checkpoint.json"
 SD2_VAE = dict(
@@ -57,7 +58,7 @@ class ZeroTokenizer:
 
 def paper_model(device: str = "cuda", tokens: int = 4096, block: str = "full") -> SRModel:
     """The paper-size model (fp32 weights on ``device``) with the given semantic variant."""
-    params = load_params(ROOT / "params.yaml", profile="paper").model
+    params = load_params(ROOT / "params.yaml", "paper", {"model": ModelParams}).model
     semantic = dataclasses.replace(params.semantic, tokens=tokens, block=block, sam2_checkpoint=None)
     params = dataclasses.replace(params, semantic=semantic)
     unet_config = plain_config(json.loads(FIXTURE.read_text())["unet_config"])

@@ -236,12 +236,27 @@ def validate(cls: type[T], raw: Any, source: str, key: str) -> T:
         # JSON mode: YAML's lists are tuples where the schema says so; strict: no "1" -> 1 coercion.
         return TypeAdapter(cls).validate_json(json.dumps(raw), strict=True)
     except ValidationError as err:
-        lines = []
-        for e in err.errors():
-            loc = ".".join(str(part) for part in (key, *e["loc"]))
-            got = "" if e["type"] == "missing" else f", got {e['input']!r}"
-            lines.append(f"{source}: {loc}: {e['msg'].removeprefix('Value error, ')}{got}")
-        raise ConfigError("\n".join(lines)) from None
+        raise ConfigError("\n".join(_message(e, raw, source, key) for e in err.errors())) from None
+
+
+_MESSAGES = {"missing": "missing key", "unexpected_keyword_argument": "unknown key"}
+
+
+def _message(error: Any, raw: Any, source: str, key: str) -> str:
+    """One pydantic error as ``file: dotted.key: what is wrong, got value``, in params.yaml's terms."""
+    path, here = [key], raw
+    for part in error["loc"]:  # drop the union tags pydantic adds (ops.blur1.blur.sigma -> ops.blur1.sigma)
+        if isinstance(here, Mapping) and part not in here and here.get("op") == part:
+            continue
+        path.append(str(part))
+        here = here.get(part) if isinstance(here, Mapping) else None
+    kind, got = error["type"], error.get("input")
+    if kind == "union_tag_invalid":
+        tags = error["ctx"]["expected_tags"]
+        return f"{source}: {'.'.join(path)}.op: expected one of {tags}, got {got.get('op')!r}"
+    what = _MESSAGES.get(kind, error["msg"].removeprefix("Value error, "))
+    shown = "" if kind == "missing" or isinstance(got, Mapping) else f", got {got!r}"
+    return f"{source}: {'.'.join(path)}: {what}{shown}"
 
 
 # Rules between sections, checked whenever a load holds all the sections a rule names.

@@ -7,10 +7,17 @@ Conventions (everywhere in srlab):
   run never leaves a half-written image that a later stage would read.
 
 Reading converts what UGC throws at us, and says so here rather than guessing silently:
+- EXIF orientation is applied (a phone photo comes out the way it is displayed);
+- an embedded ICC profile is converted to sRGB (PIL ImageCms, perceptual intent): the model and the
+  metrics assume sRGB, and outputs are written as plain sRGB PNG without a profile;
 - grayscale (L, I;16) -> RGB by repeating the channel;
 - alpha (RGBA, LA, P with transparency) -> composited over white;
 - 16-bit (I;16, 16-bit PNG) -> scaled by 1/65535 (no 8-bit rounding on the way in);
-- unreadable or corrupt files raise ``ImageReadError`` naming the file.
+- unreadable or corrupt files, and images over ``max_pixels`` (read from the header, before decoding:
+  a "decompression bomb" never allocates), raise ``ImageReadError`` naming the file.
+
+Written files get the permissions of any new file under the user's umask (0644 under umask 022), not
+the 0600 of the temporary file they are written to.
 """
 
 from __future__ import annotations
@@ -19,11 +26,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -40,18 +48,39 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Read an image file as a float32 RGB tensor (3, H, W) in [0, 1] (see module docstring)."""
+def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> torch.Tensor:
+    """Read an image file as a float32 RGB tensor (3, H, W) in [0, 1] (see module docstring).
+
+    ``max_pixels``: refuse images with more pixels than this (from the header); None: PIL's own
+    decompression-bomb limit (refused, not warned about, above twice ``Image.MAX_IMAGE_PIXELS``)."""
     path = Path(path)
     try:
         with Image.open(path) as im:
+            if max_pixels is not None and im.width * im.height > max_pixels:
+                raise ImageReadError(
+                    f"{path}: {im.width}x{im.height} = {im.width * im.height} pixels is over the limit of "
+                    f"{max_pixels} (raise it with --max-pixels)"
+                )
             im.load()
-            array = _to_rgb_array(im)
-    except FileNotFoundError:
+            array = _to_rgb_array(_to_srgb(ImageOps.exif_transpose(im)))
+    except (FileNotFoundError, ImageReadError):
         raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise ImageReadError(f"{path}: cannot read image ({err})") from err
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as err:
+        raise ImageReadError(f"{path}: cannot read image ({type(err).__name__}: {err})") from err
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """An image with an embedded ICC profile (and a mode ImageCms handles) converted to sRGB."""
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "CMYK", "L"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(BytesIO(icc))
+    except (OSError, ImageCms.PyCMSError):
+        return im  # an unreadable profile: take the pixels as sRGB, as browsers do
+    out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+    return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"), outputMode=out_mode)
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
@@ -102,10 +131,17 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would create it, not mkstemp's 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back
+    os.umask(mask)
+    return mask
 
 
 def write_image(image: torch.Tensor, path: str | os.PathLike[str]) -> Path:

@@ -312,21 +312,30 @@ def test_gallery_covers_every_op(params: config.DegradeParams) -> None:
     [
         (
             lambda d: d["ops"]["blur1"].update(sigma=[3.0, 0.2]),
-            r"degrade\.ops\.blur1\.sigma = \(3\.0, 0\.2\): .*lo <= hi",
+            r"degrade\.ops\.blur1\.sigma: a range \[lo, hi\] needs lo <= hi, got \[3\.0, 0\.2\]",
         ),
         (
             lambda d: d["ops"]["blur1"].update(kernel_size=[7, 20]),
-            r"degrade\.ops\.blur1\.kernel_size .* must be odd",
+            r"degrade\.ops\.blur1\.kernel_size: kernel sizes must be odd, got \[7, 20\]",
         ),
-        (lambda d: d["ops"]["resize1"].update(updown=[0.5, 0.5, 0.5]), r"resize1\.updown .* sum to 1"),
+        (
+            lambda d: d["ops"]["resize1"].update(updown=[0.5, 0.5, 0.5]),
+            r"degrade\.ops\.resize1\.updown: probabilities must be >= 0 and sum to 1",
+        ),
         (lambda d: d["ops"]["jpeg1"].update(op="jpg"), r"degrade\.ops\.jpeg1\.op: expected one of"),
-        (lambda d: d["ops"]["jpeg1"].update(qualty=[1, 2]), r"unknown key\(s\) degrade\.ops\.jpeg1\.qualty"),
+        (
+            lambda d: d["ops"]["jpeg1"].update(qualty=[1, 2]),
+            r"degrade\.ops\.jpeg1\.qualty: unknown key, got \[1, 2\]",
+        ),
         (
             lambda d: d["pipelines"]["wild"]["order"].append("blurr"),
             r"pipelines\.wild\.order: unknown op 'blurr'",
         ),
         (lambda d: d.update(eval_pipelines=["wlid"]), r"eval_pipelines: unknown pipeline 'wlid'"),
-        (lambda d: d["train"].update(crop_size=130), r"must be multiples of degrade\.scale 4"),
+        (
+            lambda d: d["train"].update(crop_size=130),
+            r"degrade: train: crop_size 130 .* must be multiples of scale 4",
+        ),
     ],
 )
 def test_bad_degrade_params_name_the_key(tmp_path: Path, edit, message: str) -> None:

@@ -139,3 +139,19 @@ def test_stage_params_are_the_sections_it_loads(name: str) -> None:
     got = {(p[0], p[1]) if p[0] in ("paper", "smoke") else (None, p[0]) for p in parts}
     extra, missing = sorted(got - wanted, key=str), sorted(wanted - got, key=str)
     assert got == wanted, f"{name}: lists {extra}, which it does not read; misses {missing}"
+
+
+def test_a_report_only_edit_reruns_the_report_alone() -> None:
+    """The edits of issue 15: a report parameter (``report.grid_images``), or any line of the module that
+    defines the report's parameters, must leave every stage but ``report`` up to date."""
+    by_param = {n for n, s in STAGES.items() if any(str(k).split(".")[-1] == "report" or str(k) == "report"
+                                                    for k in s.get("params", []))}  # fmt: skip
+    by_file = {n for n, s in STAGES.items() if "srlab/reporting/params.py" in s["deps"]}
+    assert by_param == {"report"} and by_file == {"report"}
+    # and the training stage does not re-run for figure or inference-prompt code it never imports
+    train = set(STAGES["train"]["deps"])
+    assert not train & {
+        "srlab/reporting/params.py",
+        "srlab/reporting/document.py",
+        "srlab/evaluation/challenge.py",
+    }

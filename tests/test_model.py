@@ -110,9 +110,7 @@ def test_paper_size_matches_the_authors_checkpoint_layout(params: ModelParams) -
 # ---------------------------------------------------------------------------------------------
 
 
-def test_build_is_deterministic_and_leaves_the_global_rng_alone(
-    params: ModelParams, model: SRModel
-) -> None:
+def test_build_is_deterministic_and_leaves_the_global_rng_alone(params: ModelParams, model: SRModel) -> None:
     rng = torch.get_rng_state()
     again = build_sr_model(params, generator=torch.Generator().manual_seed(0))
     assert torch.equal(torch.get_rng_state(), rng)

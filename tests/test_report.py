@@ -17,13 +17,17 @@ import torch
 import torch.nn.functional as F
 import yaml
 from helpers import load_all
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio
 
 from srlab import config, io
 from srlab.config import Params
 from srlab.data import build as data
-from srlab.evaluation import evaluate, metrics
+from srlab.data.eval_sets import EvalSet, find_eval_sets
+from srlab.evaluation import evaluate
 from srlab.reporting import document as report_doc
 from srlab.reporting import figures as report
+from srlab.reporting import tables
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,21 +69,20 @@ def fake_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         k: quantized(v + 0.03 * torch.randn(v.shape, generator=torch.Generator().manual_seed(5)))
         for k, v in hr.items()
     }
-    samples = []
     for name in hr:
         io.write_image(hr[name], build / "degrade/eval/s_synthetic/hr" / f"{name}.png")
         io.write_image(lr[name], build / "degrade/eval/s_synthetic/lr" / f"{name}.png")
         io.write_image(photo(7, 24, 24), build / "degrade/eval/s_wild/lr" / f"{name}.png")
         io.write_image(ours[name], build / "infer/s_synthetic" / f"{name}.png")
         io.write_image(hr[name], build / "esrgan/s_synthetic" / f"{name}.png")  # a perfect "other method"
-        samples += [
-            {"split": "eval", "part": "s_synthetic", "id": name, "scale": 4},
-            {"split": "eval", "part": "s_wild", "id": name, "scale": 1},
-        ]
-    (build / "degrade/manifest.json").write_text(json.dumps({"samples": samples}))
+    eval_sets = {
+        "s_synthetic": {"source": "s", "kind": "synthetic", "scale": 4, "paired": True},
+        "s_wild": {"source": "s", "kind": "wild", "scale": 1, "paired": False},
+    }
+    (build / "degrade/manifest.json").write_text(json.dumps({"eval_sets": eval_sets, "samples": []}))
     params = tiny_params(build)
     logged: list[str] = []
-    sets = evaluate.find_eval_sets(build / "degrade")
+    sets = find_eval_sets(build / "degrade")
     evaluation = evaluate.evaluate_sets(sets, build / "infer", params.evaluate, log=logged.append)
     evaluate.write_outputs(evaluation, build / "evaluate")
     return {"build": build, "params": params, "hr": hr, "lr": lr, "ours": ours, "log": logged}
@@ -91,16 +94,23 @@ def fake_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_evaluate_stage_writes_metrics_against_reference_values(fake_build: dict[str, Any]) -> None:
-    build, hr, lr, ours = (fake_build[k] for k in ("build", "hr", "lr", "ours"))
+    build, hr = fake_build["build"], fake_build["hr"]
     document = json.loads((build / "evaluate/metrics.json").read_text())
     paired = document["sets"]["s_synthetic"]
     assert list(paired) == ["srlab", "bicubic", "esrgan"]  # ours first, then the baselines
-    ref_ours = np.mean([metrics.psnr(ours[k], hr[k], y_channel=False) for k in hr])
-    ref_bicubic = np.mean(
-        [metrics.psnr(metrics.bicubic_upsample(lr[k], 4), hr[k], y_channel=False) for k in hr]
-    )
-    assert paired["srlab"]["psnr_rgb"] == pytest.approx(ref_ours, abs=1e-9)
-    assert paired["bicubic"]["psnr_rgb"] == pytest.approx(ref_bicubic, abs=1e-9)
+
+    # references from other libraries: scikit-image's PSNR on the files, PIL's bicubic for the baseline
+    def files(folder: str) -> dict[str, np.ndarray]:
+        return {k: np.asarray(Image.open(build / folder / f"{k}.png").convert("RGB")) for k in hr}
+
+    truth, sr = files("degrade/eval/s_synthetic/hr"), files("infer/s_synthetic")
+    ref_ours = np.mean([peak_signal_noise_ratio(truth[k], sr[k], data_range=255) for k in hr])
+    small = {k: Image.open(build / "degrade/eval/s_synthetic/lr" / f"{k}.png").convert("RGB") for k in hr}
+    bicubic = Image.Resampling.BICUBIC
+    pil = {k: np.asarray(im.resize((im.width * 4, im.height * 4), bicubic)) for k, im in small.items()}
+    ref_bicubic = np.mean([peak_signal_noise_ratio(truth[k], pil[k], data_range=255) for k in hr])
+    assert paired["srlab"]["psnr_rgb"] == pytest.approx(ref_ours, abs=1e-6)  # float32 file levels
+    assert paired["bicubic"]["psnr_rgb"] == pytest.approx(ref_bicubic, abs=0.02)  # PIL rounds in integers
     assert paired["esrgan"]["psnr_rgb"] == "inf" and paired["esrgan"]["ssim_y"] == pytest.approx(1.0)
     assert paired["srlab"]["n_images"] == 2 and paired["srlab"]["lpips"] is None
     assert paired["srlab"]["score_fr"] is None  # needs lpips: not computed from the rest
@@ -123,7 +133,8 @@ def test_evaluate_stage_writes_metrics_against_reference_values(fake_build: dict
 def test_evaluate_stage_side_files_and_skip_reasons(fake_build: dict[str, Any]) -> None:
     build = fake_build["build"]
     summary = json.loads((build / "evaluate/summary.json").read_text())
-    assert summary["sets"]["s_synthetic"]["scale"] == 4 and summary["sets"]["s_wild"]["kind"] == "LR only"
+    assert summary["sets"]["s_synthetic"]["scale"] == 4 and summary["sets"]["s_wild"]["kind"] == "wild"
+    assert summary["sets"]["s_wild"]["paired"] == "LR only"
     skipped = summary["skipped"]["s_wild"]
     assert (
         skipped["srlab"]
@@ -141,24 +152,33 @@ def test_evaluate_stage_side_files_and_skip_reasons(fake_build: dict[str, Any]) 
     assert float(ours["value"]) == document["sets"]["s_synthetic"]["srlab"]["psnr_rgb"]
 
 
-def test_find_eval_sets_scales_and_errors(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"no evaluation sets; run the degrade stage first"):
-        evaluate.find_eval_sets(tmp_path)
-    io.write_image(photo(3, 32, 32), tmp_path / "eval/p/hr/x.png")
-    io.write_image(photo(3, 16, 16), tmp_path / "eval/p/lr/x.png")
-    (found,) = evaluate.find_eval_sets(tmp_path)  # no manifest: the HR/LR size ratio
-    assert (found.name, found.scale, found.paired) == ("p", 2, True)
+def test_find_eval_sets_reads_kinds_from_the_manifest(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no degrade manifest; run the degrade stage first"):
+        find_eval_sets(tmp_path)
+    io.write_image(photo(3, 32, 32), tmp_path / "eval/p_x/hr/x.png")
+    io.write_image(photo(3, 16, 16), tmp_path / "eval/p_x/lr/x.png")
     io.write_image(photo(4, 16, 16), tmp_path / "eval/w/lr/x.png")
-    with pytest.raises(ValueError, match=r"eval/w: an LR-only set needs its scale in .*manifest\.json"):
-        evaluate.find_eval_sets(tmp_path)
-    io.write_image(photo(3, 12, 16), tmp_path / "eval/p/lr/x.png")
-    (tmp_path / "manifest.json").write_text('{"samples": [{"split": "eval", "part": "w", "scale": 1}]}')
-    with pytest.raises(
-        ValueError, match=r"hr/x\.png \(32x32\) is not an integer multiple of .*lr/x\.png \(16x12\)"
-    ):
-        evaluate.find_eval_sets(tmp_path)
+    records = {  # folder names say nothing: the kind and scale are the manifest's
+        "p_x": {"source": "p", "kind": "synthetic", "scale": 2, "paired": True},
+        "w": {"source": "p", "kind": "wild", "scale": 1, "paired": False},
+    }
+    (tmp_path / "manifest.json").write_text(json.dumps({"eval_sets": records}))
+    found = find_eval_sets(tmp_path)
+    assert [(s.name, s.kind, s.source, s.scale, s.paired) for s in found] == [
+        ("p_x", "synthetic", "p", 2, True), ("w", "wild", "p", 1, False)
+    ]  # fmt: skip
+    assert evaluate.challenge_groups(found) == {"p": ("p_x", "w")}
+    shutil.rmtree(tmp_path / "eval/p_x/hr")
+    with pytest.raises(FileNotFoundError, match=r"eval/p_x: the manifest records HR images but no hr/"):
+        find_eval_sets(tmp_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"samples": []}))
+    with pytest.raises(ValueError, match=r"no eval_sets record .*run `dvc repro degrade`"):
+        find_eval_sets(tmp_path)
+
+
+def test_method_folders_errors(tmp_path: Path) -> None:
     params = tiny_params(tmp_path).evaluate
-    eval_set = evaluate.EvalSet("p", tmp_path / "eval/p/lr", tmp_path / "eval/p/hr", 2)
+    eval_set = EvalSet("p", tmp_path / "eval/p/lr", tmp_path / "eval/p/hr", 2, "synthetic", "p")
     with pytest.raises(
         FileNotFoundError, match=r"evaluate.other_methods.esrgan = '.*esrgan': folder not found"
     ):
@@ -175,11 +195,12 @@ def test_find_eval_sets_scales_and_errors(tmp_path: Path) -> None:
 
 
 def test_challenge_groups_pair_one_paired_with_one_wild_set() -> None:
-    def s(name: str, paired: bool) -> evaluate.EvalSet:
-        return evaluate.EvalSet(name, Path("lr"), Path("hr") if paired else None, 4 if paired else 1)
+    def s(name: str, source: str, paired: bool) -> EvalSet:
+        kind = "synthetic" if paired else "wild"
+        return EvalSet(name, Path("lr"), Path("hr") if paired else None, 4 if paired else 1, kind, source)
 
-    sets = [s("set5_synthetic", True), s("set5_wild", False), s("val_synthetic", True), s("lone", True)]
-    assert evaluate.challenge_groups(sets) == {"set5": ("set5_synthetic", "set5_wild")}
+    sets = [s("a", "set5", True), s("b", "set5", False), s("c", "val", True), s("d", "lone", True)]
+    assert evaluate.challenge_groups(sets) == {"set5": ("a", "b")}  # by source set, not by name
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,15 +213,15 @@ def test_results_tables_show_unavailable_and_direction() -> None:
         "srlab": {"n_images": 3, "psnr_y": 25.123456, "lpips": None},
         "bicubic": {"n_images": 3, "psnr_y": "inf"},
     }
-    rows = report.results_rows(methods)
+    rows = tables.results_rows(methods)
     assert rows[0] == {"method": "srlab", "images": "3", "psnr_y ↑": "25.12", "lpips ↓": "n/a"}
-    table = report.markdown_table(rows)
+    table = tables.markdown_table(rows)
     assert table.splitlines()[0] == "| method | images | psnr_y ↑ | lpips ↓ |"
     assert table.splitlines()[3] == "| bicubic | 3 | inf |  |"  # missing key: empty cell
-    assert report.markdown_table([{"why": "a | b\nc"}]).splitlines()[2] == "| a \\| b c |"
+    assert tables.markdown_table([{"why": "a | b\nc"}]).splitlines()[2] == "| a \\| b c |"
     document = {"sets": {"p": methods, "w": {"srlab": {"n_images": 3, "musiq": None}}}}
     only_psnr = {"set": "p", "method": "srlab", "images": "3", "psnr_y ↑": "25.12"}
-    assert report.method_rows(document, "srlab", ["psnr_y"]) == [only_psnr]  # set w lacks psnr_y
+    assert tables.method_rows(document, "srlab", ["psnr_y"]) == [only_psnr]  # set w lacks psnr_y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,10 +294,12 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     (build / "train/loss.csv").write_text(
         "phase,step,loss,lr,steps_per_s\n" + "".join(f"sr,{i},{1 / (i + 1)},1e-4,2\n" for i in range(6))
     )
-    io.write_image(photo(11, 16, 16), build / "train/samples/step_000010.png")
+    for method, side in (("LR", 8), ("trained", 32), ("HR", 32)):  # one held-out pair's panels
+        io.write_image(photo(11, side, side), build / "train/samples/a" / f"{method}.png")
+    (build / "train_validation.json").write_text('{"trained": {"method": "trained", "psnr": 20.5}}')
     io.write_image(photo(12, 16, 48), build / "train/samples/checkpoints/step_000020.png")
     (build / "infer/settings.json").write_text('{"synthetic": {"guidance_scale": 0.9}}')
-    params = dataclasses.replace(params, ablations=dataclasses.replace(params.ablations, eval_set="s"))
+    params = params.replace(ablations=dataclasses.replace(params.ablations, eval_set="s"))
     for scale in ("0.8", "1.1"):  # two cells of Table 4 on the paired set
         cell = build / f"ablations/guidance_scale-synthetic-{scale}"
         (cell / "metrics.json").parent.mkdir(parents=True, exist_ok=True)
@@ -304,7 +327,8 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     links = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert "figures/grid_s_synthetic_a.png" in links and "figures/loss.png" in links
     assert "figures/guidance_synthetic.png" in links and "figures/guidance_wild.png" not in links
-    assert "figures/train_step_000010.png" in links and all((md_path.parent / p).is_file() for p in links)
+    assert "figures/train_a.png" in links and all((md_path.parent / p).is_file() for p in links)
+    assert "| trained | 20.5 |" in md  # the held-out table of the train stage
     assert "figures/train_checkpoint_step_000020.png" in links  # samples during training
     assert '"guidance_scale": 0.9' in md
     assert 'src="figures/' not in html and html.count('src="data:image/png;base64,') == len(links)
@@ -316,7 +340,7 @@ def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, An
     params_block = md.split("```yaml\n")[1].split("```")[0]
     assert yaml.safe_load(params_block) == json.loads(json.dumps(config.as_dict(params)))  # exact params
 
-    linked = dataclasses.replace(params, report=dataclasses.replace(params.report, html_images="link"))
+    linked = params.replace(report=dataclasses.replace(params.report, html_images="link"))
     _, html_path = report_doc.build_report(linked, build, tmp_path / "linked", ROOT, log=lambda _: None)
     assert (
         'src="figures/grid_s_synthetic_a.png"' in html_path.read_text()

@@ -146,9 +146,7 @@ def test_none_extractor_and_registries_match_the_config(tiny_semantic: SemanticP
     assert none(lr_batch()) is None
     hints = typing.get_type_hints(SemanticParams)
     assert set(semantic.EXTRACTORS) == set(typing.get_args(hints["extractor"]))
-    assert set(prompts.TAG_SOURCES) == set(
-        typing.get_args(typing.get_type_hints(PromptParams)["tags"])
-    )
+    assert set(prompts.TAG_SOURCES) == set(typing.get_args(typing.get_type_hints(PromptParams)["tags"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,10 +36,14 @@ class Cell:
         """The dvc.yaml stage (matrix group) that runs this cell."""
         return "ablate_guidance_" + self.kind if self.axis == "guidance_scale" else "ablate_" + self.axis
 
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of set the cell is measured on (both for an extractor cell)."""
+        return KINDS if self.kind == BOTH else (self.kind,)
+
     def sets(self, params: Params) -> list[str]:
-        """The eval sets this cell runs on: ``<ablations.eval_set>_<kind>``."""
-        kinds = KINDS if self.kind == BOTH else (self.kind,)
-        return [f"{params.ablations.eval_set}_{k}" for k in kinds]
+        """The eval sets this cell runs on: ``<ablations.eval_set>_<kind>``, one per kind."""
+        return [f"{params.ablations.eval_set}_{k}" for k in self.kinds]
 
 
 def cells(params: Params) -> list[Cell]:

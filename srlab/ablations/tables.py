@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 
@@ -16,8 +17,10 @@ from srlab.ablations.params import AblationParams
 from srlab.config import Params, load_params
 from srlab.evaluation.evaluate import OURS
 from srlab.reporting import figures
-from srlab.reporting.params import ReportParams
 from srlab.reporting.tables import results_rows
+
+if TYPE_CHECKING:  # the report passes its section; the ablations stage itself never reads it
+    from srlab.reporting.params import ReportParams
 
 SECTIONS = {"ablations": AblationParams}
 
@@ -31,15 +34,21 @@ def read_cells(params: Params, ablation_dir: Path) -> dict[Cell, dict[str, Any] 
     return found
 
 
-def table_rows(params: Params, results: dict[Cell, dict[str, Any] | None], axis: str) -> list[dict[str, Any]]:
+def table_rows(
+    params: Params,
+    results: dict[Cell, dict[str, Any] | None],
+    axis: str,
+    paper: Mapping[tuple[str, str, str], float] | None = None,
+) -> list[dict[str, Any]]:
     """One row per (cell, set) of ``axis``: our metrics on the set, with the partial challenge score
     the set feeds (score_fr on synthetic, score_nr on wild); "n/a" where a metric is unavailable, and a
-    status column for cells that have not run."""
+    status column for cells that have not run. ``paper``: (axis, kind, value) -> the paper's score,
+    shown in a last "paper score" column where it has one."""
     rows = []
     for cell, document in results.items():
         if cell.axis != axis:
             continue
-        for set_name in cell.sets(params):
+        for kind, set_name in zip(cell.kinds, cell.sets(params), strict=True):
             row: dict[str, Any] = {axis: cell.value, "set": set_name}
             if document is None:
                 row["status"] = f"not run (`dvc repro {cell.stage}`)"
@@ -47,10 +56,15 @@ def table_rows(params: Params, results: dict[Cell, dict[str, Any] | None], axis:
                 values = document["sets"].get(set_name, {}).get(OURS, {})
                 row.update(results_rows({OURS: values})[0])
                 row.pop("method")
+            if paper is not None:
+                score = paper.get((axis, kind, cell.value))
+                row["paper score"] = "" if score is None else format(score, ".4f")
             rows.append(row)
-    columns = list(dict.fromkeys(k for row in rows for k in row if k != "status"))
+    columns = list(dict.fromkeys(k for row in rows for k in row if k not in ("status", "paper score")))
     if any("status" in row for row in rows):
         columns.append("status")
+    if paper is not None:
+        columns.append("paper score")
     return [{c: row.get(c, "") for c in columns} for row in rows]
 
 

@@ -63,7 +63,7 @@ def find_eval_sets(degrade_dir: str | Path) -> list[EvalSet]:
         if not lr.is_dir():
             raise FileNotFoundError(f"{folder}: no lr/ folder; every evaluation set needs its LR images")
         if r["paired"] and not hr.is_dir():
-            raise FileNotFoundError(f"{folder}: the manifest records HR images but there is no hr/ folder")
+            raise FileNotFoundError(f"{folder}: the manifest records HR images but no hr/ folder is there")
         sets.append(EvalSet(name, lr, hr if r["paired"] else None, int(r["scale"]), r["kind"], r["source"]))
     if not sets:
         raise FileNotFoundError(f"{manifest}: no evaluation sets; add data.eval_sets and `dvc repro degrade`")

@@ -37,7 +37,7 @@ from srlab.evaluation import evaluate, metrics
 from srlab.evaluation import weights as metric_weights
 from srlab.evaluation.params import EvaluateParams
 from srlab.provenance import git_revision
-from srlab.reporting import figures
+from srlab.reporting import figures, paper
 from srlab.reporting.params import ReportParams
 from srlab.reporting.tables import markdown_table, results_rows
 
@@ -232,12 +232,13 @@ _SCALE_NOTE = (
     "Profile **{profile}**. In the tiny profile these are a from-scratch model a few MB in size, trained for "
     "minutes on 2 CPU cores on BSD68 crops and measured on {images}; the paper's are SD2 base "
     "(866M-parameter UNet) + ControlNet trained 90k steps at 512 px on LSDIR and the challenge's pairs, "
-    "measured on the challenge sets. Compare directions of effects, not values. The paper's own table "
-    "values are not reproduced here: the paper text was not available to this offline build (arXiv "
-    "2504.09887, Tables 3-5). Partial scores: score_fr = PSNR + 10 SSIM - 10 LPIPS on the synthetic set, "
-    "score_nr = 0.1 MUSIQ + 10 MANIQA + 10 CLIPIQA on the wild set (n/a where weights are missing). "
-    "Table 5 has no DAPE row (SeeSR's tag extractor): its code (recognize-anything) is not installable "
-    "from the package registry and its weights are not downloadable here."
+    "measured on the challenge's validation sets. The last column is the paper's own score for the same "
+    "row (Tables 3-5, srlab/reporting/paper.py): compare directions of effects, not values. Partial "
+    "scores: score_fr = PSNR + 10 SSIM - 10 LPIPS on the synthetic set, score_nr = 0.1 MUSIQ + 10 MANIQA + "
+    "10 CLIPIQA on the wild set (n/a where weights are missing). Table 5's other row is DAPE (SeeSR's "
+    "tag extractor, wild score 19.7119): its code (recognize-anything) is not installable from the package "
+    "registry and its weights are not downloadable here, so srlab's second row is `none` (no semantic "
+    "tokens), which the paper does not have."
 )
 
 
@@ -250,7 +251,7 @@ def _ablations(doc: ReportDoc, params: Params, build: Path, log: Callable[[str],
     doc.text(_SCALE_NOTE.format(profile=params.base.profile, images=images))
     for axis, title in grid.TABLES.items():
         doc.heading(title, 3)
-        rows = tables.table_rows(params, results, axis)
+        rows = tables.table_rows(params, results, axis, paper.ABLATION_SCORES)
         for set_name in dict.fromkeys(r["set"] for r in rows):  # one table per set: its own metrics
             mine = [r for r in rows if r["set"] == set_name]
             filled = [k for k in mine[0] if k != "set" and any(r[k] != "" for r in mine)]

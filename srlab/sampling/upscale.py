@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,11 +107,3 @@ def upscale_files(
         sr = pipe(lr, settings, generator, name=path.stem)
         report.written.append(io.write_image(sr, target))
     return report
-
-
-def expand_inputs(items: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders as their images (sorted); a missing path is kept so it gets reported."""
-    paths: list[Path] = []
-    for item in map(Path, items):
-        paths.extend(io.list_images(item) if item.is_dir() else [item])
-    return paths

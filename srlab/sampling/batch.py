@@ -1,0 +1,129 @@
+"""Upscaling a folder of user photos (``srlab upscale``): every readable file, whatever else is there.
+
+One bad file never stops the batch: a file that cannot be decoded (empty, truncated, not an image,
+over the pixel limit, a decompression bomb) is skipped with its reason and the next one runs. Phone
+photos are read upright (EXIF orientation) and in sRGB (srlab.io). Each output is written atomically
+with the user's umask; a finished output is kept on a rerun (``overwrite=False``), so an interrupted
+batch resumes where it stopped. ``manifest.json`` beside the outputs records, per image, the input,
+the seed, the sampler settings and the weights, rewritten atomically after every image.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from srlab import io
+from srlab.config import as_dict
+from srlab.sampling.params import SamplerParams
+from srlab.sampling.pipeline import SRPipeline
+from srlab.sampling.upscale import image_seed
+
+MANIFEST = "manifest.json"
+LONG_IMAGE_PIXELS = 512 * 512  # outputs at least this large show a bar over their denoising steps
+
+
+@dataclass
+class BatchReport:
+    """What a batch did, per input: written, kept (a finished output from an earlier run), skipped."""
+
+    written: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # output name -> sampling time
+    first_image_s: float | None = None  # from ``start`` to the first written image
+
+    def summary(self) -> str:
+        return (
+            f"upscaled {len(self.written)}, kept {len(self.kept)} finished from an earlier run, "
+            f"skipped {len(self.skipped)} unreadable"
+        )
+
+    def __str__(self) -> str:
+        return "\n".join(
+            [*(f"  skipped {name}: {why}" for name, why in self.skipped.items()), self.summary()]
+        )
+
+
+def expand_inputs(items: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders as their image files (sorted); a missing path is kept, to be reported."""
+    paths: list[Path] = []
+    for item in map(Path, items):
+        paths.extend(io.list_images(item) if item.is_dir() else [item])
+    return paths
+
+
+def _read_manifest(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / MANIFEST
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except json.JSONDecodeError:
+        return {}  # a manifest from an interrupted older version: rebuilt as the batch goes
+
+
+def upscale_batch(
+    pipe: SRPipeline,
+    inputs: Sequence[Path],
+    out_dir: Path,
+    settings: SamplerParams,
+    seed: int,
+    weights: str,
+    overwrite: bool = False,
+    max_pixels: int | None = None,
+    start: float | None = None,
+    log: Callable[[str], None] = print,
+) -> BatchReport:
+    """Upscale each input into ``out_dir/<stem>.png`` (module docstring); never writes over an input."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report, start = BatchReport(), time.perf_counter() if start is None else start
+    manifest = _read_manifest(out_dir)
+    images: dict[str, Any] = manifest.get("images", {})
+    sources = {p.resolve() for p in inputs}
+    claimed: dict[str, Path] = {}
+    bar = tqdm(inputs, desc=f"upscale x{settings.upscale}", unit="image")
+    for path in bar:
+        target = out_dir / f"{path.stem}.png"
+        if target.resolve() in sources:
+            raise ValueError(f"{target} would overwrite an input; choose another --out folder")
+        if target.name in claimed:
+            report.skipped[str(path)] = f"same output name as {claimed[target.name]} ({target.name})"
+            continue
+        claimed[target.name] = path
+        if target.is_file() and not overwrite:
+            report.kept.append(target)
+            continue
+        try:
+            lr = io.read_image(path, max_pixels=max_pixels)
+        except (io.ImageReadError, FileNotFoundError, IsADirectoryError) as err:
+            report.skipped[str(path)] = str(err)
+            images[target.name] = {"input": str(path), "status": "skipped", "reason": str(err)}
+            continue
+        began = time.perf_counter()
+        image_generator = torch.Generator(device=pipe.device).manual_seed(image_seed(seed, path.stem))
+        long = lr.shape[1] * lr.shape[2] * settings.upscale**2 >= LONG_IMAGE_PIXELS
+        sr = pipe(lr, settings, image_generator, name=path.stem, progress=long)
+        io.write_image(sr, target)
+        report.written.append(target)
+        report.seconds[target.name] = time.perf_counter() - began
+        if report.first_image_s is None:
+            report.first_image_s = time.perf_counter() - start
+            log(f"first image after {report.first_image_s:.1f} s (start-up, weights and sampling)")
+        images[target.name] = {
+            "input": str(path), "status": "written", "seed": image_seed(seed, path.stem),
+            "input_size": list(lr.shape[1:]), "output_size": list(sr.shape[1:]),
+            "seconds": round(report.seconds[target.name], 3), "settings": as_dict(settings),
+            "weights": weights,
+        }  # fmt: skip
+        with io.atomic_path(out_dir / MANIFEST) as tmp:
+            tmp.write_text(json.dumps({"images": images}, indent=1) + "\n")
+    if report.skipped:  # record the skips too (the loop writes the manifest only after an image)
+        with io.atomic_path(out_dir / MANIFEST) as tmp:
+            tmp.write_text(json.dumps({"images": images}, indent=1) + "\n")
+    return report
