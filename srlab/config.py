@@ -292,30 +292,61 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Params], None]], ...] = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class Subset:
+    """Part of a section: only ``keys`` (dotted, e.g. ``settings.synthetic``) are loaded and depended on.
+
+    For a stage that reads a few entries of another stage's section: the train stage samples its
+    validation images with ``infer.settings.synthetic``, so a change to the wild track's settings must
+    not re-run training (dvc.yaml lists ``infer.settings.synthetic``, not ``infer``)."""
+
+    schema: type
+    keys: tuple[str, ...]
+
+    def cut(self, raw: Mapping[str, Any]) -> dict[str, Any]:
+        """``raw`` (the section) with only ``keys`` kept; a missing key is left out (validation names it)."""
+        kept: dict[str, Any] = {}
+        for key in self.keys:
+            *parents, leaf = key.split(".")
+            src, dst = raw, kept
+            for part in parents:
+                src = src.get(part, {}) if isinstance(src, Mapping) else {}
+                dst = dst.setdefault(part, {})
+            if isinstance(src, Mapping) and leaf in src:
+                dst[leaf] = src[leaf]
+        return kept
+
+
 def load_params(
     path: str | os.PathLike[str] | None,
     profile: str | None,
-    sections: Mapping[str, type],
+    sections: Mapping[str, type | Subset],
 ) -> Params:
     """The named sections of a params file (default: the project's params.yaml), validated.
 
-    ``sections`` maps section names to their schemas (a stage passes its ``SECTIONS``); ``base`` is
-    always loaded. ``profile`` (tiny | paper | smoke), when given, replaces the file's ``base.profile``."""
+    ``sections`` maps section names to their schemas, or to a ``Subset`` of one (a stage passes its
+    ``SECTIONS``); ``base`` is always loaded. ``profile`` (tiny | paper | smoke), when given, replaces
+    the file's ``base.profile``. Rules between sections run when each section they name is loaded whole."""
     path = Path(path) if path is not None else project_root() / PARAMS_FILE
     raw = read_yaml(path)
     if profile is not None:
         raw["base"] = {**(raw.get("base") or {}), "profile": profile}
     raw = resolve_profile(raw, str(path))
     loaded: dict[str, Any] = {}
-    for name, cls in {"base": BaseParams, **sections}.items():
+    whole = {"base"}
+    for name, spec in {"base": BaseParams, **sections}.items():
         if name not in SECTION_NAMES:
             raise ConfigError(f"unknown params section {name!r}; known: {', '.join(SECTION_NAMES)}")
         if name not in raw:
             raise ConfigError(f"{path}: missing section {name}")
-        loaded[name] = validate(cls, raw[name], str(path), name)
+        if isinstance(spec, Subset):
+            loaded[name] = validate(spec.schema, spec.cut(raw[name]), str(path), name)
+        else:
+            loaded[name] = validate(spec, raw[name], str(path), name)
+            whole.add(name)
     params = Params(**loaded)
     for needs, rule in CROSS_RULES:
-        if all(n in loaded for n in needs):
+        if all(n in whole for n in needs):
             rule(params)
     return params
 

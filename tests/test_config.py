@@ -172,3 +172,17 @@ def _args(tp: object) -> list:
         out.append(t)
         stack += list(typing.get_args(t))
     return out
+
+
+def test_a_subset_loads_only_its_keys_and_skips_rules_it_cannot_check() -> None:
+    from srlab.training.train import SECTIONS
+
+    params = config.load_params(ROOT / "params.yaml", None, SECTIONS)
+    assert list(params.infer.settings) == ["synthetic"]  # the wild track is not the train stage's
+    assert params.infer.device == yaml.safe_load((ROOT / "params.yaml").read_text())["infer"]["device"]
+    smoke = config.load_params(ROOT / "params.yaml", "smoke", SECTIONS)  # overlays reach the kept keys
+    assert smoke.infer.settings["synthetic"].steps == 2
+    cut = config.Subset(dict, ("settings.synthetic", "device", "nope.x")).cut(
+        {"settings": {"synthetic": 1, "wild": 2}, "device": "cpu", "dtype": "auto"}
+    )
+    assert cut == {"settings": {"synthetic": 1}, "device": "cpu", "nope": {}}

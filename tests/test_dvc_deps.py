@@ -107,8 +107,8 @@ def test_package_inits_hold_no_code() -> None:
         assert all(plain), init
 
 
-def stage_sections(cmd: str) -> list[str]:
-    """The params.yaml sections a stage loads: ``base`` and the keys of the SECTIONS it passes."""
+def stage_sections(cmd: str) -> dict[str, object]:
+    """The params.yaml sections a stage loads: ``base`` and its SECTIONS (schemas or Subsets)."""
     source = stage_source(cmd)
     module = re.search(r"python -m (srlab[\w.]*)", cmd)
     if module:
@@ -119,26 +119,59 @@ def stage_sections(cmd: str) -> list[str]:
         found = re.search(rf"from (srlab[\w.]*) import (?:[\w, ]*\b){alias.group(1)}\b", source)
         assert found, f"cannot tell which module {alias.group(1)} is"
         name = f"{found.group(1)}.{alias.group(1)}"
-    sections = importlib.import_module(name).SECTIONS
-    return [s for s in config.SECTION_NAMES if s == "base" or s in sections]
+    sections = {"base": config.BaseParams, **importlib.import_module(name).SECTIONS}
+    return {s: sections[s] for s in config.SECTION_NAMES if s in sections}
 
 
 RAW = config.read_yaml(ROOT / "params.yaml")
 
 
+def _has(raw: object, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
+
+
+def stage_param_keys(cmd: str) -> tuple[set[tuple[str | None, str]], set[str]]:
+    """What a stage must list: whole sections as (overlay or None, section), and the exact dotted keys of
+    its Subset sections (with the overlays that set them)."""
+    whole, exact = set(), set()
+    for section, spec in stage_sections(cmd).items():
+        if isinstance(spec, config.Subset):
+            keys = [f"{section}.{k}" for k in spec.keys]
+            exact |= set(keys) | {f"{p}.{k}" for p in ("paper", "smoke") for k in keys if _has(RAW.get(p), k)}
+        else:
+            whole |= {(None, section)} | {
+                (p, section) for p in ("paper", "smoke") if section in (RAW.get(p) or {})
+            }
+    return whole, exact
+
+
+def _section(key: str) -> str:
+    """The section a params key belongs to: ``infer.device`` and ``paper.infer.device`` -> infer."""
+    parts = key.split(".")
+    return parts[1] if parts[0] in ("paper", "smoke") else parts[0]
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_params_are_the_sections_it_loads(name: str) -> None:
     """Each listed key's section (``infer``, ``paper.infer``, ``ablations.prompt.x`` -> ablations) is one
-    the stage loads, and every loaded section and each of its profile overlays is listed."""
+    the stage loads, and every loaded section and each of its profile overlays is listed; of a Subset
+    (``infer.settings.synthetic`` for the train stage), exactly its keys."""
     stage = STAGES[name]
     listed = [k if isinstance(k, str) else next(iter(k)) for k in stage.get("params", [])]
-    sections = stage_sections(stage["cmd"])
-    wanted = {(None, s) for s in sections}
-    wanted |= {(p, s) for p in ("paper", "smoke") for s in sections if s in (RAW.get(p) or {})}
-    parts = [k.split(".") for k in listed]
+    whole, exact = stage_param_keys(stage["cmd"])
+    subset_sections = {_section(k) for k in exact}
+    mine = [k for k in listed if _section(k) in subset_sections]
+    assert set(mine) == exact, (
+        f"{name}: lists {sorted(set(mine) - exact)}; misses {sorted(exact - set(mine))}"
+    )
+    parts = [k.split(".") for k in listed if k not in mine]
     got = {(p[0], p[1]) if p[0] in ("paper", "smoke") else (None, p[0]) for p in parts}
-    extra, missing = sorted(got - wanted, key=str), sorted(wanted - got, key=str)
-    assert got == wanted, f"{name}: lists {extra}, which it does not read; misses {missing}"
+    extra, missing = sorted(got - whole, key=str), sorted(whole - got, key=str)
+    assert got == whole, f"{name}: lists {extra}, which it does not read; misses {missing}"
 
 
 def test_a_report_only_edit_reruns_the_report_alone() -> None:

@@ -30,7 +30,7 @@ from accelerate import Accelerator, PartialState
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch.utils.data import DataLoader, Dataset
 
-from srlab.config import PROFILES, Params, as_dict, load_params
+from srlab.config import PROFILES, Params, Subset, as_dict, load_params
 from srlab.data.datasets import TrainPairs
 from srlab.data.degrade_params import DegradeParams
 from srlab.data.params import DataParams
@@ -54,20 +54,18 @@ from srlab.sampling.params import InferParams
 from srlab.training import loop
 from srlab.training.params import TrainParams
 
+# What the train stage reads (dvc.yaml `params`): data/degrade for the Dataset and the scale; of infer,
+# only the synthetic track's sampler and the device, for the validation samples (a change to the wild
+# track's settings does not re-run training).
+SECTIONS = {
+    "data": DataParams, "degrade": DegradeParams, "model": ModelParams, "train": TrainParams,
+    "infer": Subset(InferParams, ("settings.synthetic", "device", "dtype")),
+}  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches: a pure function of (seed, step, micro, process)
 # ---------------------------------------------------------------------------------------------
-
-
-# What the train stage reads (dvc.yaml `params`): infer for the synthetic sampler of the validation
-# samples, data/degrade for the Dataset and the scale.
-SECTIONS = {
-    "data": DataParams,
-    "degrade": DegradeParams,
-    "model": ModelParams,
-    "train": TrainParams,
-    "infer": InferParams,
-}
 
 
 class StepBatches(Dataset):
