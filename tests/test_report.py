@@ -28,6 +28,7 @@ from srlab.evaluation import evaluate
 from srlab.reporting import document as report_doc
 from srlab.reporting import figures as report
 from srlab.reporting import tables
+from srlab.reporting.markdown import markdown_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,10 +216,10 @@ def test_results_tables_show_unavailable_and_direction() -> None:
     }
     rows = tables.results_rows(methods)
     assert rows[0] == {"method": "srlab", "images": "3", "psnr_y ↑": "25.12", "lpips ↓": "n/a"}
-    table = tables.markdown_table(rows)
+    table = markdown_table(rows)
     assert table.splitlines()[0] == "| method | images | psnr_y ↑ | lpips ↓ |"
     assert table.splitlines()[3] == "| bicubic | 3 | inf |  |"  # missing key: empty cell
-    assert tables.markdown_table([{"why": "a | b\nc"}]).splitlines()[2] == "| a \\| b c |"
+    assert markdown_table([{"why": "a | b\nc"}]).splitlines()[2] == "| a \\| b c |"
     document = {"sets": {"p": methods, "w": {"srlab": {"n_images": 3, "musiq": None}}}}
     only_psnr = {"set": "p", "method": "srlab", "images": "3", "psnr_y ↑": "25.12"}
     assert tables.method_rows(document, "srlab", ["psnr_y"]) == [only_psnr]  # set w lacks psnr_y

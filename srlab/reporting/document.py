@@ -38,8 +38,9 @@ from srlab.evaluation import weights as metric_weights
 from srlab.evaluation.params import EvaluateParams
 from srlab.provenance import git_revision
 from srlab.reporting import figures, paper
+from srlab.reporting.markdown import markdown_table
 from srlab.reporting.params import ReportParams
-from srlab.reporting.tables import markdown_table, results_rows
+from srlab.reporting.tables import results_rows
 
 # What the report reads; the other stages' params are shown as those stages recorded them.
 SECTIONS = {"report": ReportParams, "evaluate": EvaluateParams, "ablations": AblationParams}

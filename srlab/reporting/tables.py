@@ -6,10 +6,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from srlab.evaluation.weights import METRICS
-from srlab.reporting.markdown import markdown_table
 
 NOT_AVAILABLE = "n/a"
-__all__ = ["NOT_AVAILABLE", "markdown_table", "method_rows", "metric_label", "results_rows"]
 
 
 def metric_label(name: str) -> str:

@@ -17,17 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from srlab import io
 from srlab.config import as_dict
 from srlab.sampling.params import SamplerParams
 from srlab.sampling.pipeline import SRPipeline
-from srlab.sampling.upscale import image_seed
+from srlab.sampling.upscale import image_seed, output_path, upscale_file
 
 MANIFEST = "manifest.json"
-LONG_IMAGE_PIXELS = 512 * 512  # outputs at least this large show a bar over their denoising steps
 
 
 @dataclass
@@ -87,11 +85,14 @@ def upscale_batch(
     images: dict[str, Any] = manifest.get("images", {})
     sources = {p.resolve() for p in inputs}
     claimed: dict[str, Path] = {}
-    bar = tqdm(inputs, desc=f"upscale x{settings.upscale}", unit="image")
-    for path in bar:
-        target = out_dir / f"{path.stem}.png"
-        if target.resolve() in sources:
-            raise ValueError(f"{target} would overwrite an input; choose another --out folder")
+
+    def record(name: str, entry: dict[str, Any]) -> None:  # the manifest, rewritten after every entry
+        images[name] = entry
+        with io.atomic_path(out_dir / MANIFEST) as tmp:
+            tmp.write_text(json.dumps({"images": images}, indent=1) + "\n")
+
+    for path in tqdm(inputs, desc=f"upscale x{settings.upscale}", unit="image"):
+        target = output_path(out_dir, path, sources)
         if target.name in claimed:
             report.skipped[str(path)] = f"same output name as {claimed[target.name]} ({target.name})"
             continue
@@ -99,31 +100,22 @@ def upscale_batch(
         if target.is_file() and not overwrite:
             report.kept.append(target)
             continue
+        began = time.perf_counter()
         try:
-            lr = io.read_image(path, max_pixels=max_pixels)
+            lr, sr = upscale_file(pipe, path, target, settings, seed, max_pixels)
         except (io.ImageReadError, FileNotFoundError, IsADirectoryError) as err:
             report.skipped[str(path)] = str(err)
-            images[target.name] = {"input": str(path), "status": "skipped", "reason": str(err)}
+            record(target.name, {"input": str(path), "status": "skipped", "reason": str(err)})
             continue
-        began = time.perf_counter()
-        image_generator = torch.Generator(device=pipe.device).manual_seed(image_seed(seed, path.stem))
-        long = lr.shape[1] * lr.shape[2] * settings.upscale**2 >= LONG_IMAGE_PIXELS
-        sr = pipe(lr, settings, image_generator, name=path.stem, progress=long)
-        io.write_image(sr, target)
         report.written.append(target)
         report.seconds[target.name] = time.perf_counter() - began
         if report.first_image_s is None:
             report.first_image_s = time.perf_counter() - start
             log(f"first image after {report.first_image_s:.1f} s (start-up, weights and sampling)")
-        images[target.name] = {
+        record(target.name, {
             "input": str(path), "status": "written", "seed": image_seed(seed, path.stem),
             "input_size": list(lr.shape[1:]), "output_size": list(sr.shape[1:]),
             "seconds": round(report.seconds[target.name], 3), "settings": as_dict(settings),
             "weights": weights,
-        }  # fmt: skip
-        with io.atomic_path(out_dir / MANIFEST) as tmp:
-            tmp.write_text(json.dumps({"images": images}, indent=1) + "\n")
-    if report.skipped:  # record the skips too (the loop writes the manifest only after an image)
-        with io.atomic_path(out_dir / MANIFEST) as tmp:
-            tmp.write_text(json.dumps({"images": images}, indent=1) + "\n")
+        })  # fmt: skip
     return report

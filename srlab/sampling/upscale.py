@@ -82,6 +82,36 @@ def build_pipeline(params: Params, weights: str | Path | None = None) -> SRPipel
     return SRPipeline(model, device, dtype)
 
 
+LONG_IMAGE_PIXELS = 512 * 512  # outputs at least this large show a bar over their denoising steps
+
+
+def output_path(out_dir: Path, path: Path, sources: set[Path]) -> Path:
+    """``out_dir/<stem>.png`` for the input ``path``; refuses a target that is one of the ``sources``."""
+    target = out_dir / f"{path.stem}.png"
+    if target.resolve() in sources:
+        raise ValueError(f"{target} would overwrite an input; choose another --out folder")
+    return target
+
+
+def upscale_file(
+    pipe: SRPipeline,
+    path: Path,
+    target: Path,
+    settings: SamplerParams,
+    seed: int,
+    max_pixels: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read ``path``, sample it with its own seed (``image_seed``), write ``target`` atomically; (LR, SR).
+
+    Raises ``io.ImageReadError`` / ``FileNotFoundError`` for an input that cannot be read."""
+    lr = io.read_image(path, max_pixels=max_pixels)
+    generator = torch.Generator(device=pipe.device).manual_seed(image_seed(seed, path.stem))
+    long = lr.shape[1] * lr.shape[2] * settings.upscale**2 >= LONG_IMAGE_PIXELS
+    sr = pipe(lr, settings, generator, name=path.stem, progress=long)
+    io.write_image(sr, target)
+    return lr, sr
+
+
 def upscale_files(
     pipe: SRPipeline,
     inputs: Sequence[Path],
@@ -95,15 +125,11 @@ def upscale_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = {p.resolve() for p in inputs}
     for path in tqdm(inputs, desc=f"upscale x{settings.upscale}", disable=not progress):
-        target = out_dir / f"{path.stem}.png"
-        if target.resolve() in sources:
-            raise ValueError(f"{target} would overwrite an input; choose another --out folder")
+        target = output_path(out_dir, path, sources)
         try:
-            lr = io.read_image(path)
+            upscale_file(pipe, path, target, settings, seed)
         except (io.ImageReadError, FileNotFoundError) as err:
             report.skipped[str(path)] = str(err)
             continue
-        generator = torch.Generator(device=pipe.device).manual_seed(image_seed(seed, path.stem))
-        sr = pipe(lr, settings, generator, name=path.stem)
-        report.written.append(io.write_image(sr, target))
+        report.written.append(target)
     return report
