@@ -104,12 +104,16 @@ def comparison_figure(
 
 
 def comparison_grid(
-    panels: Mapping[str, torch.Tensor], crop_size: int, panel_inches: float = 2.4, title: str = ""
+    panels: Mapping[str, torch.Tensor],
+    crop_size: int | None = None,
+    panel_inches: float = 2.4,
+    title: str = "",
 ) -> plt.Figure:
     """The one LR / SR / HR comparison every notebook and the report draws: ``comparison_figure`` with
     each panel's scale read off its size (the largest panel is the output size) and the ``crop_size``
     crop where the reference (``HR`` if present, else the first panel at the output size) has the most
-    detail, on the grid of the largest scale so every panel's crop is whole pixels."""
+    detail, on the grid of the largest scale so every panel's crop is whole pixels. ``crop_size`` None
+    (the notebooks' quick looks; the report passes report.crop_size): 3/8 of the output's short side."""
     out_w = max(image.shape[-1] for image in panels.values())
     scales = {}
     for name, image in panels.items():
@@ -120,7 +124,8 @@ def comparison_grid(
         scales[name] = out_w // image.shape[-1]
     at_size = [name for name in panels if scales[name] == 1]
     reference = panels["HR" if "HR" in at_size else at_size[0]]
-    side = min(crop_size, *reference.shape[-2:])
+    short = min(reference.shape[-2:])
+    side = min(short * 3 // 8 if crop_size is None else crop_size, short)
     box = detail_box(
         reference, side // max(scales.values()) * max(scales.values()), stride=max(scales.values())
     )
@@ -184,15 +189,19 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
 
 
 def loss_figure(
-    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]], window: int, panel_inches: float = 3.2
+    curves: Mapping[str, tuple[Sequence[int], Sequence[float]]],
+    window: int | None = None,
+    panel_inches: float = 3.2,
 ) -> plt.Figure:
-    """One panel per training phase: the raw loss (faint) and its centered ``window``-step mean."""
+    """One panel per training phase: the raw loss (faint) and its centered ``window``-point mean (None:
+    1/40 of the phase's logged points, the notebooks' quick look; the report passes report.loss_window)."""
     fig, axes = plt.subplots(
         1, len(curves), figsize=(panel_inches * 1.4 * len(curves), panel_inches), squeeze=False
     )
     for ax, (phase, (steps, losses)) in zip(axes[0], curves.items(), strict=True):
         ax.plot(steps, losses, color="#1f77b4", alpha=0.3, linewidth=0.8, label="loss")
-        ax.plot(steps, moving_average(losses, window), color="#1f77b4", label=f"mean of {window}")
+        w = max(1, len(losses) // 40) if window is None else window
+        ax.plot(steps, moving_average(losses, w), color="#1f77b4", label=f"mean of {w}")
         if losses and min(losses) > 0 and max(losses) / min(losses) > 10:
             ax.set_yscale("log")
         ax.set_title(phase, fontsize=10)
