@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import struct
@@ -108,7 +109,7 @@ def test_a_messy_folder_gives_4x_outputs_reasons_and_a_nonzero_exit(tmp_path: Pa
     )
     assert manifest["bomb.png"]["status"] == "skipped"
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temporary files left
-    modules = eval(run.stdout.rsplit("MODULES ", 1)[1])
+    modules = ast.literal_eval(run.stdout.rsplit("MODULES ", 1)[1].strip())
     assert not [m for m in modules if m.startswith(("srlab.training", "srlab.data.", "srlab.evaluation"))]
     assert not [m for m in modules if m.startswith(("srlab.reporting", "srlab.ablations"))]
     assert "srlab.sampling.pipeline" in modules  # the check sees srlab's modules at all
