@@ -126,7 +126,10 @@ def run_cell(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, out
         measured = evaluate.evaluate_sets(sets, tmp, dataclasses.replace(params.evaluate, other_methods={}))
         document = evaluate.metrics_json(measured)
         (tmp / "metrics.json").write_text(json.dumps(document, indent=1))
+        weights = Path(run.model.checkpoint)  # where they are once the cell folder is in place
+        if weights.is_relative_to(tmp):
+            weights = Path(out_dir) / cell.name / weights.relative_to(tmp)
         info = {"axis": cell.axis, "kind": cell.kind, "value": cell.value, "settings": used,
-                "extractor": run.model.semantic.extractor, "weights": run.model.checkpoint}  # fmt: skip
+                "extractor": run.model.semantic.extractor, "weights": weights.as_posix()}  # fmt: skip
         (tmp / "cell.json").write_text(json.dumps(info, indent=1))
     return document
