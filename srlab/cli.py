@@ -31,10 +31,12 @@ read upright (EXIF) and in sRGB. A rerun keeps the outputs that are finished and
 so an interrupted batch resumes (--overwrite makes them all again). DIR/manifest.json records each
 image's input, seed, settings and weights.
 
-The two settings of the paper's Table 1 (params.yaml infer.settings):
-  --track synthetic   start from the LR latent, guidance 0.9, no added prompt (clean or mildly
-                      degraded photos; the default)
+The two tracks (params.yaml infer.presets.<preset>.<track>):
+  --track synthetic   paper: start from the LR latent, guidance 0.9, no added prompt (clean or
+                      mildly degraded photos; the default)
   --track wild        start from noise, guidance 8.5, a positive prompt (heavily degraded UGC)
+--preset paper|release picks the paper's Table 1 settings or the authors' released run commands;
+--fidelity release reproduces the released code's arithmetic and random stream (README, "Fidelity").
 """
 
 
@@ -45,15 +47,19 @@ def upscale(args: argparse.Namespace) -> int:
     from srlab.sampling.params import InferParams
 
     params = load_params(args.params, None, {"model": ModelParams, "infer": InferParams})
-    if args.track not in params.infer.settings:
+    infer = params.infer
+    preset = args.preset or infer.preset
+    if preset not in infer.presets:
+        raise ConfigError(f"--preset {preset!r}: params.yaml infer.presets has {sorted(infer.presets)}")
+    if args.track not in infer.presets[preset]:
         raise ConfigError(
-            f"--track {args.track!r}: params.yaml infer.settings has {sorted(params.infer.settings)}"
+            f"--track {args.track!r}: params.yaml infer.presets.{preset} has {sorted(infer.presets[preset])}"
         )
     names = ("steps", "guidance_scale", "start_point", "latent_tile", "latent_overlap", "vae_encoder_tile",
              "vae_decoder_tile")  # fmt: skip
     overrides = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    settings = dataclasses.replace(params.infer.settings[args.track], upscale=args.scale, **overrides)
-    device = {k: getattr(args, k) for k in ("device", "dtype") if getattr(args, k) is not None}
+    settings = dataclasses.replace(infer.sampler(args.track, preset=preset), upscale=args.scale, **overrides)
+    device = {k: getattr(args, k) for k in ("device", "dtype", "fidelity") if getattr(args, k) is not None}
     params = params.replace(infer=dataclasses.replace(params.infer, **device))
     inputs = expand_inputs(args.inputs)
     if not inputs:
@@ -62,7 +68,8 @@ def upscale(args: argparse.Namespace) -> int:
     pipe = up.build_pipeline(params, args.weights)
     seed = params.base.seed if args.seed is None else args.seed
     print(
-        f"{len(inputs)} input(s), x{settings.upscale}, track {args.track}, device {pipe.device} {pipe.dtype}"
+        f"{len(inputs)} input(s), x{settings.upscale}, track {args.track}, preset {preset}, "
+        f"fidelity {pipe.fidelity}, device {pipe.device} {pipe.dtype}"
     )
     report = upscale_batch(
         pipe,
@@ -97,11 +104,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=4, help="output size / input size (default: 4)")
     p.add_argument("--track", default="synthetic", help="synthetic (default) or wild: see above")
     p.add_argument(
+        "--preset", choices=["paper", "release"], help="sampler settings (default: params.yaml infer.preset)"
+    )
+    p.add_argument(
+        "--fidelity", choices=["srlab", "release"],
+        help="release: the released code's arithmetic and seed stream (default: params.yaml infer.fidelity)",
+    )  # fmt: skip
+    p.add_argument(
         "--weights", default="build/train", help="train stage folder or an authors'-layout checkpoint"
     )
     p.add_argument("--params", default=None, help="params file (default: the project's params.yaml)")
     p.add_argument(
-        "--seed", type=int, help="default: params.yaml base.seed; each image's seed derives from it"
+        "--seed",
+        type=int,
+        help="default: params.yaml base.seed; srlab fidelity: each image's seed derives from it; release: "
+        "one stream over the inputs in name order, as the released script's --seed",
     )
     p.add_argument("--steps", type=int, help="denoising steps (default: the track's)")
     p.add_argument(
@@ -140,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return upscale(args)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"srlab: error: {err}", file=sys.stderr)
         return 2
 

@@ -261,11 +261,14 @@ def _message(error: Any, raw: Any, source: str, key: str) -> str:
 
 # Rules between sections, checked whenever a load holds all the sections a rule names.
 def _eval_kinds_have_settings(p: Params) -> None:
-    missing = [name for name in p.degrade.eval_pipelines if name not in p.infer.settings]
+    infer = p.infer
+    used = {infer.preset, *infer.set_presets.values()}
+    missing = [f"{name}.{kind}" for name in sorted(used) for kind in p.degrade.eval_pipelines
+               if kind not in infer.presets.get(name, {})]  # fmt: skip
     if missing:
         raise ConfigError(
-            f"{PARAMS_FILE}: degrade.eval_pipelines {missing} have no infer.settings entry; each eval set is "
-            f"sampled with infer.settings.<its pipeline> (have: {', '.join(p.infer.settings)})"
+            f"{PARAMS_FILE}: degrade.eval_pipelines need infer.presets entries {missing}; each eval set is "
+            "sampled with infer.presets.<its preset>.<its pipeline>"
         )
 
 
@@ -278,10 +281,11 @@ def _ablation_set_exists(p: Params) -> None:
 
 
 def _ablation_kinds_have_settings(p: Params) -> None:
-    missing = [kind for kind in p.ablations.guidance_scale if kind not in p.infer.settings]
+    name = p.infer.preset
+    missing = [kind for kind in p.ablations.guidance_scale if kind not in p.infer.presets.get(name, {})]
     if missing:
         raise ConfigError(
-            f"{PARAMS_FILE}: ablations.guidance_scale kinds {missing} have no infer.settings entry"
+            f"{PARAMS_FILE}: ablations.guidance_scale kinds {missing} have no infer.presets.{name} entry"
         )
 
 
@@ -294,11 +298,11 @@ CROSS_RULES: tuple[tuple[tuple[str, ...], Callable[[Params], None]], ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Subset:
-    """Part of a section: only ``keys`` (dotted, e.g. ``settings.synthetic``) are loaded and depended on.
+    """Part of a section: only ``keys`` (dotted, e.g. ``presets.paper.synthetic``) are loaded and depended on.
 
     For a stage that reads a few entries of another stage's section: the train stage samples its
-    validation images with ``infer.settings.synthetic``, so a change to the wild track's settings must
-    not re-run training (dvc.yaml lists ``infer.settings.synthetic``, not ``infer``)."""
+    validation images with the synthetic entries of ``infer.presets``, so a change to the wild track's
+    settings must not re-run training (dvc.yaml lists ``infer.presets.paper.synthetic``, not ``infer``)."""
 
     schema: type
     keys: tuple[str, ...]

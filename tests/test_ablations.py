@@ -68,9 +68,12 @@ def test_find_cell_accepts_numbers_and_refuses_values_off_the_grid(params: Param
 def test_a_cell_turns_one_knob_of_one_kind(params: Params, cell: Cell, changed: dict) -> None:
     turned = ablations.cell_params(params, cell)
     other = "synthetic" if cell.kind == "wild" else "wild"
-    assert turned.infer.settings[other] == params.infer.settings[other]
+    (name,) = cell.sets(params)
+    other_set = name.rsplit("_", 1)[0] + "_" + other
+    assert turned.infer.sampler(other, other_set) == params.infer.sampler(other, other_set)
     assert turned.model == params.model
-    before, after = as_dict(params.infer.settings[cell.kind]), as_dict(turned.infer.settings[cell.kind])
+    before = as_dict(params.infer.sampler(cell.kind, name))
+    after = as_dict(turned.infer.sampler(cell.kind, name))
     assert {k: v for k, v in after.items() if before[k] != v} == {
         k: v for k, v in changed.items() if before[k] != v
     }

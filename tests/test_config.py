@@ -141,8 +141,8 @@ def test_a_stage_reads_only_the_sections_it_loaded() -> None:
 
 
 def test_cross_section_rules_run_at_load(raw: dict, tmp_path: Path) -> None:
-    del raw["infer"]["settings"]["wild"]
-    with pytest.raises(ConfigError, match=r"eval_pipelines \['wild'\] have no infer\.settings entry"):
+    del raw["infer"]["presets"]["paper"]["wild"]
+    with pytest.raises(ConfigError, match=r"eval_pipelines need infer\.presets entries \['paper\.wild'\]"):
         load_all(write(tmp_path, raw))
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["ablations"]["eval_set"] = "nosuchset"
@@ -178,10 +178,13 @@ def test_a_subset_loads_only_its_keys_and_skips_rules_it_cannot_check() -> None:
     from srlab.training.train import SECTIONS
 
     params = config.load_params(ROOT / "params.yaml", None, SECTIONS)
-    assert list(params.infer.settings) == ["synthetic"]  # the wild track is not the train stage's
+    # the wild track is not the train stage's
+    assert {name: list(tracks) for name, tracks in params.infer.presets.items()} == {
+        "paper": ["synthetic"], "release": ["synthetic"]
+    }
     assert params.infer.device == yaml.safe_load((ROOT / "params.yaml").read_text())["infer"]["device"]
     smoke = config.load_params(ROOT / "params.yaml", "smoke", SECTIONS)  # overlays reach the kept keys
-    assert smoke.infer.settings["synthetic"].steps == 2
+    assert smoke.infer.sampler("synthetic").steps == 2
     cut = config.Subset(dict, ("settings.synthetic", "device", "nope.x")).cut(
         {"settings": {"synthetic": 1, "wild": 2}, "device": "cpu", "dtype": "auto"}
     )

@@ -18,7 +18,7 @@ from srlab.sampling.pipeline import SRPipeline
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_all(ROOT / "params.yaml")
 FAST = dataclasses.replace(
-    PARAMS.infer.settings["synthetic"],
+    PARAMS.infer.sampler("synthetic"),
     steps=2,
     process_size=32,
     latent_tile=64,
@@ -100,7 +100,8 @@ def test_seeded_sampler_output_matches_the_stored_pixels(pipe: SRPipeline) -> No
     seeded run, stored when it was checked by eye; a tolerance for other CPUs' float rounding."""
     settings = dataclasses.replace(
         FAST, start_point="lr", start_steps=999, steps=3, guidance_scale=3.0, color_fix="adain",
-        latent_tile=16, latent_overlap=8,
+        latent_tile=16, latent_overlap=8, negative_prompt="dotted, noise, blur, lowres, smooth",
+        added_prompt="",
     )  # fmt: skip
     out = run(pipe, lr_image(24, 30, seed=5), settings, seed=7)
     pooled = torch.nn.functional.avg_pool2d(out[None], 8)[0]  # 3 x 12 x 15

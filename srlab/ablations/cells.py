@@ -2,7 +2,7 @@
 
 A cell changes one knob and keeps the rest of params.yaml (``ablations`` holds the grids):
 
-- ``prompt`` (Table 3): ``added_prompt`` / ``negative_prompt`` of the kind's ``infer.settings``;
+- ``prompt`` (Table 3): ``added_prompt`` / ``negative_prompt`` of the kind's sampler settings;
 - ``guidance_scale`` (Table 4): the kind's guidance scale (CFG runs only above 1, as released);
 - ``start_point``: pure noise or the LR latent noised to t = 999;
 - ``extractor`` (Table 5): ``model.semantic.extractor``. The SR phase is retrained with the ``train``
@@ -52,9 +52,10 @@ def cell_params(params: Params, cell: Cell) -> Params:
     if cell.axis == "extractor":
         semantic = dataclasses.replace(params.model.semantic, extractor=cell.value)
         return params.replace(model=dataclasses.replace(params.model, semantic=semantic))
-    settings = dict(params.infer.settings)
-    settings[cell.kind] = sampler_settings(settings[cell.kind], params, cell)
-    return params.replace(infer=dataclasses.replace(params.infer, settings=settings))
+    infer = params.infer
+    (set_name,) = cell.sets(params)  # one kind per sampler cell: the set whose preset it turns
+    turned = sampler_settings(infer.sampler(cell.kind, set_name), params, cell)
+    return params.replace(infer=infer.with_sampler(cell.kind, turned, set_name))
 
 
 def sampler_settings(base: SamplerParams, params: Params, cell: Cell) -> SamplerParams:
@@ -119,7 +120,7 @@ def run_cell(params: Params, cell: Cell, degrade_dir: Path, train_dir: Path, out
         sets, used, ab = [], {}, params.ablations
         for name in cell.sets(params):
             eval_set = cell_inputs(available[name], ab.max_images, ab.crop, tmp / INPUTS)
-            settings = run.infer.settings[available[name].kind]
+            settings = run.infer.sampler(available[name].kind, name)
             upscale_files(pipe, io.list_images(eval_set.lr_dir), tmp / name, settings, params.base.seed)
             sets.append(eval_set)
             used[name] = as_dict(settings)

@@ -51,8 +51,23 @@ class NoTags:
         return ""
 
 
+def released_tags(text: str) -> str:
+    """The tags of a prompt file the released script writes with ``--save_prompts`` (script:245-249):
+    ``f"{tags}, {prompt}," + added_prompt``, so the first comma not followed by a space ends
+    ``{tags}, {prompt}`` (tags are joined by ", "). Plain tag text (no such comma) is returned as is.
+    The prompt and added prompt it held are dropped: srlab appends the sampler settings' own."""
+    text = text.strip()
+    cut = next((i for i, ch in enumerate(text) if ch == "," and text[i + 1 : i + 2] != " "), None)
+    if cut is None:
+        return text
+    head = text[:cut]  # "{tags}, {prompt}"
+    tags, sep, _prompt = head.rpartition(", ")
+    return tags.strip() if sep else ""
+
+
 class FileTags:
-    """The ``file`` source: tags read once from a CSV (``image,tags``) or a folder of ``<stem>.txt``.
+    """The ``file`` source: tags read once from a CSV (``image,tags``) or a folder of ``<stem>.txt``
+    (plain tags, or the prompt files of the released script's ``--save_prompts``: ``released_tags``).
 
     Images are matched by file stem (``0001.png`` -> ``0001``). An image without tags is an error naming
     the image and the file (a silent empty prompt would change results unnoticed).
@@ -61,7 +76,7 @@ class FileTags:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if self.path.is_dir():
-            self.tags = {p.stem: p.read_text().strip() for p in sorted(self.path.glob("*.txt"))}
+            self.tags = {p.stem: released_tags(p.read_text()) for p in sorted(self.path.glob("*.txt"))}
         elif self.path.is_file():
             self.tags = self._read_csv(self.path)
         else:

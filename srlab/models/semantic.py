@@ -287,7 +287,7 @@ class SemanticExtractor(Protocol):
     tokens: int
     width: int
 
-    def __call__(self, lr: torch.Tensor) -> torch.Tensor | None: ...
+    def __call__(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor | None: ...
 
 
 class Sam2Extractor(nn.Module):
@@ -323,13 +323,14 @@ class Sam2Extractor(nn.Module):
         self.requires_grad_(False).eval()
 
     @torch.no_grad()
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+    def forward(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor:
         if lr.ndim != 4 or lr.shape[1] != 3:
             raise ValueError(f"LR image must have shape (B, 3, h, w), got {tuple(lr.shape)}")
         if lr.min() < -1e-3 or lr.max() > 1 + 1e-3:
             raise ValueError(f"LR image must be in [0, 1], got [{lr.min():.3f}, {lr.max():.3f}]")
         dtype = self.no_mem_embed.dtype
-        x = TF.resize(lr.to(dtype), [self.image_size, self.image_size], antialias=True)  # bilinear, as Resize
+        # bilinear as Resize; the released code's torchvision 0.15 did not antialias tensors
+        x = TF.resize(lr.to(dtype), [self.image_size, self.image_size], antialias=antialias)
         x = TF.normalize(x, IMAGENET_MEAN, IMAGENET_STD)
         level = self.image_encoder(x)["backbone_fpn"][-1]  # (B, C, s, s): the 64x64 level at 1024 px
         if self.add_no_mem_embed:
@@ -346,7 +347,7 @@ class NoSemantics:
     def __init__(self, tokens: int, width: int) -> None:
         self.tokens, self.width = tokens, width
 
-    def __call__(self, lr: torch.Tensor) -> None:
+    def __call__(self, lr: torch.Tensor, antialias: bool = True) -> None:
         return None
 
 

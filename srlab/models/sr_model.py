@@ -126,11 +126,12 @@ class SRModel:
         """Prompts -> text embeddings (N, 77, cross_attention_dim)."""
         return encode_prompts(self.tokenizer, self.text_encoder, prompts)
 
-    def semantic_tokens(self, lr: torch.Tensor) -> torch.Tensor | None:
+    def semantic_tokens(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor | None:
         """LR image (B, 3, h, w) in [0, 1] -> c_sem (B, tokens, width), or None for the ``none`` extractor.
 
-        Compute once per image; reuse it for every denoising step."""
-        return self.semantic(lr)
+        Compute once per image; reuse it for every denoising step. ``antialias=False`` resizes to the
+        extractor's input size as the released code did (torchvision 0.15 tensor ``Resize``)."""
+        return self.semantic(lr, antialias=antialias)
 
     def predict(
         self,

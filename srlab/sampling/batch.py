@@ -4,7 +4,8 @@ One bad file never stops the batch: a file that cannot be decoded (empty, trunca
 over the pixel limit, a decompression bomb) is skipped with its reason and the next one runs. Phone
 photos are read upright (EXIF orientation) and in sRGB (srlab.io). Each output is written atomically
 with the user's umask; a finished output is kept on a rerun (``overwrite=False``), so an interrupted
-batch resumes where it stopped. ``manifest.json`` beside the outputs records, per image, the input,
+batch resumes where it stopped (not in release fidelity, whose one random stream runs over all inputs:
+there a rerun needs ``overwrite``). ``manifest.json`` beside the outputs records, per image, the input,
 the seed, the sampler settings and the weights, rewritten atomically after every image.
 """
 
@@ -23,7 +24,7 @@ from srlab import io
 from srlab.config import as_dict
 from srlab.sampling.params import SamplerParams
 from srlab.sampling.pipeline import SRPipeline
-from srlab.sampling.upscale import image_seed, output_path, upscale_file
+from srlab.sampling.upscale import RandomStreams, output_path, upscale_file
 
 MANIFEST = "manifest.json"
 
@@ -85,6 +86,16 @@ def upscale_batch(
     images: dict[str, Any] = manifest.get("images", {})
     sources = {p.resolve() for p in inputs}
     claimed: dict[str, Path] = {}
+    streams = RandomStreams(seed, pipe.device, pipe.fidelity)
+    if streams.release:  # one random stream over the inputs in the released script's order
+        inputs = sorted(inputs, key=str)
+        done = [p for p in inputs if output_path(out_dir, p, sources).is_file()]
+        if done and not overwrite:
+            raise FileExistsError(
+                f"{out_dir} holds {len(done)} output(s) of an earlier run; release fidelity draws one random "
+                "stream over all inputs in order, so resuming would change every later image: pass "
+                "--overwrite or choose a new --out"
+            )
 
     def record(name: str, entry: dict[str, Any]) -> None:  # the manifest, rewritten after every entry
         images[name] = entry
@@ -102,7 +113,7 @@ def upscale_batch(
             continue
         began = time.perf_counter()
         try:
-            lr, sr = upscale_file(pipe, path, target, settings, seed, max_pixels)
+            lr, sr = upscale_file(pipe, path, target, settings, streams, max_pixels)
         except (io.ImageReadError, FileNotFoundError, IsADirectoryError) as err:
             report.skipped[str(path)] = str(err)
             record(target.name, {"input": str(path), "status": "skipped", "reason": str(err)})
@@ -113,7 +124,7 @@ def upscale_batch(
             report.first_image_s = time.perf_counter() - start
             log(f"first image after {report.first_image_s:.1f} s (start-up, weights and sampling)")
         record(target.name, {
-            "input": str(path), "status": "written", "seed": image_seed(seed, path.stem),
+            "input": str(path), "status": "written", "seed": streams.describe(path.stem),
             "input_size": list(lr.shape[1:]), "output_size": list(sr.shape[1:]),
             "seconds": round(report.seconds[target.name], 3), "settings": as_dict(settings),
             "weights": weights,

@@ -1,7 +1,8 @@
 """The infer stage: every evaluation set of the degrade stage super-resolved with the trained weights.
 
-Each set is sampled with ``infer.settings.<kind>``, its kind as the degrade manifest records it (paper
-Table 1: synthetic = LR start, guidance 0.9, x4; wild = noise start, guidance 8.5, positive prompt, x1).
+Each set is sampled with ``infer.presets.<its preset>.<its kind>`` (``InferParams.sampler``), its kind as
+the degrade manifest records it (paper Table 1: synthetic = LR start, guidance 0.9, x4; wild = noise
+start, guidance 8.5, positive prompt, x1).
 Everything is written into one atomic folder: the images, ``settings.json`` (what each set ran with) and
 ``report.json`` (written and skipped files), so the stage's outputs are the same from the notebook and
 from ``python -m srlab.sampling.infer``.
@@ -28,21 +29,25 @@ def run(
 ) -> dict[str, UpscaleReport]:
     """Upscale every ``<degrade_dir>/eval/<set>/lr`` into ``<out_dir>/<set>`` (atomically, all or nothing)."""
     sets = find_eval_sets(degrade_dir)
-    missing = sorted({s.kind for s in sets} - set(params.infer.settings))
+    infer = params.infer
+    missing = sorted({f"{infer.preset_for(s.name)}.{s.kind}" for s in sets
+                      if s.kind not in infer.presets.get(infer.preset_for(s.name), {})})  # fmt: skip
     if missing:
-        raise ConfigError(
-            f"eval sets of kind {missing} have no infer.settings entry; add infer.settings.<kind>"
-        )
+        raise ConfigError(f"eval sets need infer.presets entries {missing}; add them to params.yaml")
     pipe = build_pipeline(params, train_dir)
     print("device", pipe.device, "dtype", pipe.dtype)
     reports: dict[str, UpscaleReport] = {}
     with io.atomic_dir(out_dir) as staging:
         for s in sets:
-            settings = params.infer.settings[s.kind]
+            settings = infer.sampler(s.kind, s.name)
             reports[s.name] = upscale_files(
                 pipe, io.list_images(s.lr_dir), staging / s.name, settings, params.base.seed
             )
-        used = {s.name: {"kind": s.kind, **as_dict(params.infer.settings[s.kind])} for s in sets}
+        used = {
+            s.name: {"kind": s.kind, "preset": infer.preset_for(s.name), "fidelity": infer.fidelity,
+                     **as_dict(infer.sampler(s.kind, s.name))}
+            for s in sets
+        }  # fmt: skip
         (staging / "settings.json").write_text(json.dumps(used, indent=1) + "\n")
         done = {
             name: {"written": [p.name for p in r.written], "skipped": r.skipped}

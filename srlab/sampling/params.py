@@ -1,7 +1,16 @@
-"""Schema of params.yaml `infer`: the sampler settings per kind of evaluation set (paper Table 1)."""
+"""Schema of params.yaml `infer`: named presets of the sampler settings per kind of evaluation set.
+
+Two presets (README, "Sampler presets", says where each value comes from):
+- ``paper``: Table 1 with the Table 3 prompts;
+- ``release``: the authors' README commands with their script's argparse defaults, as the script runs.
+``overrides`` sets the compute knobs of every preset for a profile (tiny: CPU-sized; null: the
+preset's value). ``fidelity`` picks how the sampler computes (srlab.sampling.pipeline): ``release``
+reproduces the released inference code's arithmetic, ``srlab`` is this project's (README, "Fidelity").
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -32,9 +41,57 @@ class SamplerParams:
 
 
 @schema
-class InferParams:
-    """The infer stage: sampler settings per kind of evaluation set (the eval set name's suffix)."""
+class ComputeOverrides:
+    """Compute knobs set over every preset (null: the preset's own value)."""
 
-    settings: dict[str, SamplerParams]  # synthetic / wild -> settings (paper Table 1)
+    steps: Annotated[int, Field(ge=1, le=1000)] | None
+    process_size: Annotated[int, Field(ge=8)] | None
+    latent_tile: Annotated[int, Field(ge=4)] | None
+    latent_overlap: Annotated[int, Field(ge=0)] | None
+    vae_encoder_tile: Annotated[int, Field(ge=8)] | None
+    vae_decoder_tile: Annotated[int, Field(ge=4)] | None
+
+
+PRESETS = ("paper", "release")
+Preset = Literal["paper", "release"]
+
+
+@schema
+class InferParams:
+    """The infer stage: which preset samples each eval set, the presets, and how the sampler computes."""
+
+    preset: Preset  # a name in `presets`: every eval set is sampled with presets[preset][its kind] ...
+    set_presets: dict[str, Preset]  # ... unless its name is here (eval set name -> preset name)
+    fidelity: Literal["release", "srlab"]
+    overrides: ComputeOverrides
+    presets: dict[Preset, dict[str, SamplerParams]]  # preset -> kind of set (synthetic / wild) -> settings
     device: Literal["auto", "cpu", "cuda"]
-    dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: bf16 on CUDA, fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: see srlab.sampling.upscale
+
+    def preset_for(self, set_name: str | None = None) -> str:
+        """The preset an eval set is sampled with (``set_presets``, else ``preset``)."""
+        return self.set_presets.get(set_name, self.preset) if set_name else self.preset
+
+    def sampler(self, kind: str, set_name: str | None = None, preset: str | None = None) -> SamplerParams:
+        """The settings for a set of ``kind``: its preset's entry with ``overrides`` applied."""
+        name = preset or self.preset_for(set_name)
+        if name not in self.presets:
+            raise KeyError(
+                f"infer.preset {name!r} unknown; params.yaml infer.presets has {sorted(self.presets)}"
+            )
+        tracks = self.presets[name]
+        if kind not in tracks:
+            raise KeyError(
+                f"infer.presets.{name} has no {kind!r} entry (have {sorted(tracks)}); "
+                f"add infer.presets.{name}.{kind}"
+            )
+        changes = {k: v for k, v in dataclasses.asdict(self.overrides).items() if v is not None}
+        return dataclasses.replace(tracks[kind], **changes)
+
+    def with_sampler(self, kind: str, settings: SamplerParams, set_name: str | None = None) -> InferParams:
+        """A copy in which ``sampler(kind, set_name)`` is exactly ``settings`` (the overrides are baked into
+        every preset entry first, so the rest samples as before)."""
+        baked = {p: {k: self.sampler(k, preset=p) for k in tracks} for p, tracks in self.presets.items()}
+        baked[self.preset_for(set_name)][kind] = settings
+        empty = ComputeOverrides(**dict.fromkeys(dataclasses.asdict(self.overrides)))
+        return dataclasses.replace(self, presets=baked, overrides=empty)

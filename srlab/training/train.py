@@ -30,7 +30,7 @@ from accelerate import Accelerator, PartialState
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from torch.utils.data import DataLoader, Dataset
 
-from srlab.config import PROFILES, Params, Subset, as_dict, load_params
+from srlab.config import PROFILES, SECTION_NAMES, Params, Subset, as_dict, load_params
 from srlab.data.datasets import TrainPairs
 from srlab.data.degrade_params import DegradeParams
 from srlab.data.params import DataParams
@@ -50,7 +50,7 @@ from srlab.models.sr_model import (
     trainable_parameters,
 )
 from srlab.provenance import git_revision
-from srlab.sampling.params import InferParams
+from srlab.sampling.params import PRESETS, InferParams
 from srlab.training import loop
 from srlab.training.params import TrainParams
 
@@ -59,7 +59,32 @@ from srlab.training.params import TrainParams
 # track's settings does not re-run training).
 SECTIONS = {
     "data": DataParams, "degrade": DegradeParams, "model": ModelParams, "train": TrainParams,
-    "infer": Subset(InferParams, ("settings.synthetic", "device", "dtype")),
+    "infer": Subset(InferParams, ("preset", "set_presets", "fidelity", "overrides", "device", "dtype",
+                                  *(f"presets.{p}.synthetic" for p in PRESETS))),  # validation: synthetic
+}  # fmt: skip
+
+
+# What a resumed run may change (``loop.Phase.params_ignored``): keys that change no trained weight.
+# Every other key of the params a checkpoint records must equal the current one, else the resume
+# refuses (``loop.ResumeError``), unless ``allow_params_change`` (``--allow-params-change``).
+RESUME_IGNORED = (
+    "base.profile",  # a name only: the values it selects are compared one by one
+    "train.checkpoint_every", "train.keep_checkpoints", "train.log_every", "train.sample_images",
+    "train.val_crop", "infer",  # checkpoints, logs and validation samples
+    "train.num_workers",  # a batch is a function of its step, not of the DataLoader's workers
+    *(s for s in SECTION_NAMES if s not in ("base", "data", "degrade", "model", "train", "infer")),
+)  # fmt: skip
+# The SR phase's own settings: the prior phases do not read them (no LR schedule: a step count only
+# says where a phase stops, so a run may be extended).
+SR_ONLY = (
+    "train.steps", "train.batch_size", "train.lr", "train.null_prompt_prob",
+    *(f"model.{f.name}" for f in dataclasses.fields(ModelParams) if f.name != "tiny"),
+)  # fmt: skip
+PHASE_IGNORED = {
+    "prior_vae": (*SR_ONLY, "train.prior.vae_steps", "train.prior.unet_steps", "train.prior.unet_lr",
+                  "train.prior.scaling_batches"),
+    "prior_unet": (*SR_ONLY, "train.prior.unet_steps"),
+    "sr": ("train.steps",),  # + model.sd2_path when it is the prior this stage trains (train_sr)
 }  # fmt: skip
 
 
@@ -223,8 +248,11 @@ def _phase(
     params: Params,
     accelerator: Accelerator,
     loss_log: Path,
+    ignored: tuple[str, ...] = (),
 ) -> loop.Phase:
-    """Prepare models + optimizer with ``accelerator`` and wrap them as a ``loop.Phase``."""
+    """Prepare models + optimizer with ``accelerator`` and wrap them as a ``loop.Phase``; its
+    checkpoints record ``params``, and a resume compares them but for RESUME_IGNORED, PHASE_IGNORED
+    and ``ignored``."""
     trainable = [p for m in models.values() for p in m.parameters() if p.requires_grad]
     optimizer = _adam(trainable, lr, params.train)
     names = list(models)
@@ -243,14 +271,22 @@ def _phase(
         keep_checkpoints=tp.keep_checkpoints,
         max_grad_norm=tp.max_grad_norm,
         log_every=tp.log_every,
-        extra_state={"params": as_dict(params)},
+        params=as_dict(params),
+        params_ignored=(*RESUME_IGNORED, *PHASE_IGNORED[name], *ignored),
     )
 
 
-def train_prior(params: Params, data_root: Path, out_dir: Path, accelerator: Accelerator) -> Path:
+def train_prior(
+    params: Params,
+    data_root: Path,
+    out_dir: Path,
+    accelerator: Accelerator,
+    allow_params_change: bool = False,
+) -> Path:
     """Tiny profile: VAE (L1 + small KL), its latent scale, then an unconditional UNet on its latents.
 
-    Writes ``out_dir/prior`` as a diffusers folder (vae/, unet/, text_encoder/, scheduler/)."""
+    Writes ``out_dir/prior`` as a diffusers folder (vae/, unet/, text_encoder/, scheduler/).
+    ``allow_params_change``: resume checkpoints trained with other params (``loop.run_phase``)."""
     prior = params.train.prior
     if prior is None:
         raise ValueError("train.prior is null: the paper profile uses SD2 base (model.sd2_path) instead")
@@ -293,7 +329,7 @@ def train_prior(params: Params, data_root: Path, out_dir: Path, accelerator: Acc
         accelerator,
         out_dir / "loss.csv",
     )
-    loop.run_phase(phase, accelerator, vae_dir, seed)
+    loop.run_phase(phase, accelerator, vae_dir, seed, allow_params_change)
     vae = accelerator.unwrap_model(phase.models["vae"]).vae.requires_grad_(False).eval()
 
     # 2. Latent scale: unit-variance latents, as SD's 0.18215 was chosen for its VAE
@@ -334,7 +370,7 @@ def train_prior(params: Params, data_root: Path, out_dir: Path, accelerator: Acc
         accelerator,
         out_dir / "loss.csv",
     )
-    loop.run_phase(phase, accelerator, unet_dir, seed)
+    loop.run_phase(phase, accelerator, unet_dir, seed, allow_params_change)
     unet = accelerator.unwrap_model(phase.models["unet"])
 
     # 4. The SD2-like folder the SR phase loads
@@ -355,8 +391,11 @@ def train_sr(
     out_dir: Path,
     accelerator: Accelerator,
     on_checkpoint: Callable[[int, Path], None] | None = None,
+    allow_params_change: bool = False,
 ) -> Path:
-    """ControlNet + the UNet's semantic blocks (Eq. 4); returns ``out_dir/final`` (authors' layout)."""
+    """ControlNet + the UNet's semantic blocks (Eq. 4); returns ``out_dir/final`` (authors' layout).
+
+    ``allow_params_change``: resume a checkpoint trained with other params (``loop.run_phase``)."""
     model = build_sr_model(params.model, accelerator.device, torch.Generator().manual_seed(params.base.seed))
     sr_dir = out_dir / "sr"
     feed = _feed(params, data_root, params.train.batch_size, accelerator, _start_step(sr_dir))
@@ -376,9 +415,12 @@ def train_sr(
     )
     model.controlnet.train()
     models = {"unet": model.unet, "controlnet": model.controlnet}
-    phase = _phase("sr", tp.steps, models, tp.lr, loss, save, params, accelerator, out_dir / "loss.csv")
+    derived = ("model.sd2_path",) if tp.prior is not None else ()  # out_dir/prior: its params are compared
+    phase = _phase(
+        "sr", tp.steps, models, tp.lr, loss, save, params, accelerator, out_dir / "loss.csv", derived
+    )
     phase.on_checkpoint = on_checkpoint
-    last = loop.run_phase(phase, accelerator, sr_dir, params.base.seed)
+    last = loop.run_phase(phase, accelerator, sr_dir, params.base.seed, allow_params_change)
     final = out_dir / FINAL_DIR
     if accelerator.is_main_process:
         with atomic_dir(final) as tmp:
@@ -407,13 +449,26 @@ def accelerator_for(params: Params) -> Accelerator:
     )
 
 
-def run(params: Params, data_root: str | Path, out_dir: str | Path, **sr_kwargs: Any) -> Path:
-    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder."""
+def run(
+    params: Params,
+    data_root: str | Path,
+    out_dir: str | Path,
+    allow_params_change: bool = False,
+    **sr_kwargs: Any,
+) -> Path:
+    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder.
+
+    Re-running continues from the newest checkpoints in ``out_dir``; one trained with other params
+    (but for what ``RESUME_IGNORED`` / ``PHASE_IGNORED`` allow) refuses with ``loop.ResumeError``
+    unless ``allow_params_change``."""
     out_dir, data_root = Path(out_dir), Path(data_root)
     accelerator = accelerator_for(params)
     if params.train.prior is not None:
-        train_prior(params, data_root, out_dir, accelerator)
-    return train_sr(sr_model_params(params, out_dir), data_root, out_dir, accelerator, **sr_kwargs)
+        train_prior(params, data_root, out_dir, accelerator, allow_params_change)
+    sr_params = sr_model_params(params, out_dir)
+    return train_sr(
+        sr_params, data_root, out_dir, accelerator, allow_params_change=allow_params_change, **sr_kwargs
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,8 +532,14 @@ def main() -> None:
     parser.add_argument("--profile", choices=PROFILES, help="overrides base.profile of the params file")
     parser.add_argument("--data", default="build/degrade", help="the degrade stage's output folder")
     parser.add_argument("--out", default="build/train")
+    parser.add_argument(
+        "--allow-params-change",
+        action="store_true",
+        help="resume checkpoints in --out trained with other params (refused otherwise)",
+    )
     args = parser.parse_args()
-    final = run(load_params(args.params, args.profile, SECTIONS), args.data, args.out)
+    params = load_params(args.params, args.profile, SECTIONS)
+    final = run(params, args.data, args.out, args.allow_params_change)
     if PartialState().is_main_process:  # one line, not one per process interleaved on a shared stdout
         print(json.dumps({"final": str(final)}))
 

@@ -23,19 +23,24 @@ from srlab.sampling.pipeline import SRPipeline
 from srlab.sampling.upscale import build_pipeline, image_seed, model_params_for_inference
 from srlab.training.train import centre_crop_pair, sr_model_params, validation_batches, validation_loss
 
+VAL_SET = "val"  # the held-out photos (degrade stage); infer.set_presets may name it
+
 
 def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeline]:
     """{"untrained": prior only, "trained": prior + final weights}, both on the CPU in fp32."""
     seed = torch.Generator().manual_seed(params.base.seed)
     untrained = build_sr_model(sr_model_params(params, train_dir).model, "cpu", seed)
     trained = build_sr_model(model_params_for_inference(params, train_dir).model, "cpu", seed)
-    return {"untrained": SRPipeline(untrained), "trained": SRPipeline(trained)}
+    fidelity = params.infer.fidelity
+    return {
+        name: SRPipeline(m, fidelity=fidelity) for name, m in (("untrained", untrained), ("trained", trained))
+    }
 
 
 def held_out_pairs(params: Params, val_dir: Path, n: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(name, HR, LR) of the first ``n`` held-out pairs (0: all), cut to their centre ``train.val_crop``
     (0: whole images); the images that validation scores and samples."""
-    crop, scale = params.train.val_crop, params.infer.settings["synthetic"].upscale
+    crop, scale = params.train.val_crop, params.infer.sampler("synthetic", VAL_SET).upscale
     pairs = []
     for path in io.list_images(val_dir / "hr")[: n or None]:
         hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
@@ -49,7 +54,7 @@ def compare(
     """One row per method (bicubic / untrained / trained): validation loss, PSNR and SSIM (RGB), and
     the images of the first ``keep`` pairs ({name: {"LR", "bicubic", "untrained", "trained", "HR"}})."""
     pipes = trained_and_untrained(params, train_dir)
-    settings = params.infer.settings["synthetic"]
+    settings = params.infer.sampler("synthetic", VAL_SET)
     scale = settings.upscale
     crop = params.data.loader.crop_size
     batches = validation_batches(val_dir, crop, params.train.batch_size, scale)
@@ -92,9 +97,9 @@ def strip(images: list[torch.Tensor], columns: int) -> torch.Tensor:
 
 def with_steps(params: Params, steps: int) -> Params:
     """``params`` with the synthetic sampler at ``steps`` steps (cheaper checks on the CPU)."""
-    settings = dict(params.infer.settings)
-    settings["synthetic"] = dataclasses.replace(settings["synthetic"], steps=steps)
-    return params.replace(infer=dataclasses.replace(params.infer, settings=settings))
+    infer = params.infer
+    fewer = dataclasses.replace(infer.sampler("synthetic", VAL_SET), steps=steps)
+    return params.replace(infer=infer.with_sampler("synthetic", fewer, VAL_SET))
 
 
 def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callable[[int, Path], None]:
@@ -102,7 +107,7 @@ def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callab
     held-out pairs super-resolved with that checkpoint's weights, saved as one strip (LR, SR, HR per
     pair, LR enlarged by pixel repetition) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the
     output evolves during training."""
-    settings = params.infer.settings["synthetic"]
+    settings = params.infer.sampler("synthetic", VAL_SET)
     pairs = held_out_pairs(params, val_dir, params.train.sample_images)
     out = train_dir / "samples" / "checkpoints"
 
