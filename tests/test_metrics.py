@@ -180,28 +180,36 @@ def test_bad_inputs_name_the_problem(tmp_path: Path) -> None:
 def test_challenge_score_arithmetic(tmp_path: Path) -> None:
     params = evaluate_params(tmp_path)
     means = {"psnr_rgb": 25.0, "psnr_y": 26.5, "ssim_y": 0.7, "lpips": 0.3, "musiq": 60.0, "maniqa": 0.5}
-    means["clipiqa"] = 0.6
+    means |= {"clipiqa": 0.6, "psnr_ntire": 27.0, "ssim_ntire": 0.75}
     names = list(means)
     scores, reasons = metrics.compute_scores(means, names, {}, params)
     assert reasons == {}
-    assert scores["score_fr"] == pytest.approx(25 + 10 * 0.7 - 10 * 0.3)  # 29
+    # the organisers' terms: psnr_ntire + 10 ssim_ntire - 10 lpips
+    assert scores["score_fr"] == pytest.approx(27 + 10 * 0.75 - 10 * 0.3)  # 31.5
     assert scores["score_nr"] == pytest.approx(0.1 * 60 + 10 * 0.5 + 10 * 0.6)  # 17
-    assert scores["challenge"] == pytest.approx(46.0)
+    assert scores["challenge"] == pytest.approx(48.5)
+    # the pyiqa variant: evaluate.score_psnr / score_ssim
+    assert scores["score_fr_pyiqa"] == pytest.approx(25 + 10 * 0.7 - 10 * 0.3)  # 29
+    assert scores["challenge_pyiqa"] == pytest.approx(46.0)
     y_params = dataclasses.replace(params, score_psnr="psnr_y")
-    assert metrics.compute_scores(means, names, {}, y_params)[0]["score_fr"] == pytest.approx(30.5)
+    y_scores = metrics.compute_scores(means, names, {}, y_params)[0]
+    assert y_scores["score_fr_pyiqa"] == pytest.approx(30.5) and y_scores["score_fr"] == scores["score_fr"]
     # Only the parts whose metrics were requested apply; an unavailable term blocks its scores.
     fr_only, why = metrics.compute_scores(means, ["psnr_rgb", "ssim_y", "lpips"], {"lpips": "x"}, params)
-    assert fr_only == {} and why == {"score_fr": "needs lpips, unavailable (see there)"}
-    assert metrics.protocol(params, names)["score_fr"] == "1*psnr_rgb + 10*ssim_y - 10*lpips"
+    assert fr_only == {} and why == {"score_fr_pyiqa": "needs lpips, unavailable (see there)"}
+    assert metrics.protocol(params, names)["score_fr_pyiqa"] == "1*psnr_rgb + 10*ssim_y - 10*lpips"
+    assert metrics.protocol(params, names)["score_fr"] == "1*psnr_ntire + 10*ssim_ntire - 10*lpips"
 
 
 def test_challenge_score_across_a_paired_and_a_wild_set() -> None:
-    both = metrics.challenge_score({"set": "syn", "score_fr": 29.0}, {"set": "wild", "score_nr": 17.0})
-    assert both == {"fr_set": "syn", "nr_set": "wild", "score_fr": 29.0, "score_nr": 17.0, "challenge": 46.0}
-    half = metrics.challenge_score(
-        {"set": "syn", "score_fr": 29.0}, {"set": "wild", "unavailable": {"score_nr": "needs musiq"}}
-    )
-    assert "challenge" not in half and half["unavailable"] == {"challenge": "score_nr of wild: needs musiq"}
+    fr = {"set": "syn", "score_fr": 29.0, "score_fr_pyiqa": 28.0}
+    both = metrics.challenge_score(fr, {"set": "wild", "score_nr": 17.0})
+    assert both == {"fr_set": "syn", "nr_set": "wild", "score_fr": 29.0, "score_nr": 17.0, "challenge": 46.0,
+                    "score_fr_pyiqa": 28.0, "challenge_pyiqa": 45.0}  # fmt: skip
+    half = metrics.challenge_score(fr, {"set": "wild", "unavailable": {"score_nr": "needs musiq"}})
+    assert "challenge" not in half and half["unavailable"] == {
+        "challenge": "score_nr of wild: needs musiq", "challenge_pyiqa": "score_nr of wild: needs musiq"
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,8 +228,8 @@ def test_missing_weights_make_metric_and_its_scores_unavailable(tmp_path: Path, 
         [("a", distort(hr, 8))], write_set(tmp_path / "hr", {"a": hr}), set_name="s", method="m"
     )
     summary = result.summary
-    assert "lpips" not in summary and "score_fr" not in summary
-    assert summary["unavailable"] == {"lpips": reason, "score_fr": "needs lpips, unavailable (see there)"}
+    assert "lpips" not in summary and "score_fr_pyiqa" not in summary
+    assert summary["unavailable"] == {"lpips": reason, "score_fr_pyiqa": "needs lpips, unavailable (see there)"}
     assert no_sockets == []
 
 
@@ -336,10 +344,15 @@ def test_folder_evaluation_end_to_end(tmp_path: Path) -> None:
     gaussian = {"gaussian_weights": True, "sigma": 1.5, "use_sample_covariance": False, "data_range": 255}
     reference = structural_similarity(b.astype(float), a.astype(float), channel_axis=2, **gaussian)
     assert bird["ssim_rgb"] == pytest.approx(reference, abs=1e-6)
+    # the organisers' PSNR by hand: BT.601 Y (unrounded) of the 8-bit files, 4 px cut whatever crop_border
+    a8, b8 = (np.asarray(Image.open(d / "bird.png").convert("RGB")).astype(float) for d in (sr_dir, hr_dir))
+    luma = lambda x: 16 + (65.481 * x[..., 0] + 128.553 * x[..., 1] + 24.966 * x[..., 2]) / 255  # noqa: E731
+    mse = np.mean((luma(a8)[4:-4, 4:-4] - luma(b8)[4:-4, 4:-4]) ** 2)
+    assert bird["psnr_ntire"] == pytest.approx(20 * np.log10(255 / np.sqrt(mse)), abs=1e-9)
     summary = result.summary
     assert summary["n_images"] == 3
     assert summary["psnr_rgb"] == pytest.approx(np.mean([r["psnr_rgb"] for r in result.rows]))
-    assert set(summary["unavailable"]) == {"lpips", "score_fr"}
+    assert set(summary["unavailable"]) == {"lpips", "score_fr", "score_fr_pyiqa"}
     assert summary["protocol"]["crop_border"] == 2 and "YIQ" in summary["protocol"]["y_channel"]
 
     rows = list(csv.DictReader(metrics.write_rows_csv(result.rows, tmp_path / "out" / "rows.csv").open()))

@@ -49,7 +49,7 @@ def tiny_params(build: Path) -> Params:
     p = load_all(ROOT / "params.yaml")
     ev = dataclasses.replace(
         p.evaluate,
-        paired_metrics=["psnr_rgb", "ssim_y", "lpips"],
+        paired_metrics=["psnr_rgb", "ssim_y", "psnr_ntire", "ssim_ntire", "lpips"],
         wild_metrics=["musiq"],
         torch_hub_dir=str(build / "empty-hub"),
         device="cpu",
@@ -126,8 +126,9 @@ def test_evaluate_stage_writes_metrics_against_reference_values(fake_build: dict
     )
     assert unavailable["score_fr"] == "needs lpips, unavailable (see there)"
     assert document["challenge"] == {
-        "s": {"bicubic": {"score_fr": None, "score_nr": None, "challenge": None}}
+        "s": {"bicubic": dict.fromkeys(["score_fr", "score_nr", "challenge", "score_fr_pyiqa", "challenge_pyiqa"])}
     }
+    assert unavailable["score_fr_pyiqa"] == "needs lpips, unavailable (see there)"
     assert "score_fr of s_synthetic: needs lpips" in unavailable["challenge"]
 
 

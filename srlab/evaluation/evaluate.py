@@ -18,7 +18,8 @@ Outputs (``write_outputs``)::
 
     metrics.json   DVC metrics, numbers only except the reasons:
                    {"sets": {set: {method: {"n_images": n, <metric or score>: value | null}}},
-                    "challenge": {group: {method: {"score_fr", "score_nr", "challenge"}}},
+                    "challenge": {group: {method: {"score_fr", "score_nr", "challenge",
+                                                   "score_fr_pyiqa", "challenge_pyiqa"}}},
                     "unavailable": {metric or score: reason}}
                    null = unavailable (DVC leaves it out of `dvc metrics show`). Ablation cells write
                    the same schema (``metrics_json``).
@@ -176,7 +177,8 @@ def metrics_json(evaluation: Evaluation) -> dict[str, Any]:
     for group, methods in challenge_table(evaluation).items():
         for method, score in methods.items():
             challenge.setdefault(group, {})[method] = {
-                k: score.get(k) for k in ("score_fr", "score_nr", "challenge")
+                k: score.get(k)
+                for k in ("score_fr", "score_nr", "challenge", "score_fr_pyiqa", "challenge_pyiqa")
             }
             for name, reason in score.get("unavailable", {}).items():
                 _merge_reason(unavailable, name, reason)

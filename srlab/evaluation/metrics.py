@@ -16,11 +16,16 @@ Protocol (every summary repeats it under ``protocol``, so a number never travels
   ``maniqa``, ``hyperiqa``: KonIQ-10k checkpoints; ``clipiqa``: CLIP RN50 with antonym prompts; ``nrqm``).
   A metric is never replaced by another one under its name.
 
+- ``psnr_ntire`` / ``ssim_ntire``: the NTIRE 2025 organisers' PSNR and SSIM (srlab.evaluation.challenge:
+  BT.601 Y unrounded, 4 px cut from every edge, MATLAB-form SSIM), whatever ``crop_border`` says.
+
 Scores: the challenge's objective score (paper Fig. 1) is ``PSNR + 10 SSIM - 10 LPIPS + 0.1 MUSIQ +
 10 MANIQA + 10 CLIPIQA``, its full-reference terms measured on the synthetic (paired) set and its
 no-reference terms on the wild set; the two parts are ``score_fr`` and ``score_nr`` (the partial scores
-of Table 3), ``challenge`` their sum (``challenge_score`` combines two sets). Which PSNR and SSIM enter is
-``score_psnr`` / ``score_ssim`` (default: pyiqa's ``psnr`` = RGB and ``ssim`` = Y, as pyiqa names them).
+of Table 3), ``challenge`` their sum (``challenge_score`` combines two sets). ``score_fr`` and
+``challenge`` take the organisers' PSNR and SSIM (``srlab score`` gives the same numbers); the labelled
+variants ``score_fr_pyiqa`` / ``challenge_pyiqa`` take ``score_psnr`` / ``score_ssim`` instead (default:
+pyiqa's ``psnr`` = RGB and ``ssim`` = Y, as many papers compute them).
 
 Weights of the learned metrics are looked up, never downloaded, in a local torch hub folder; which files,
 where, and how to fill it: srlab.evaluation.weights. A metric whose files are missing is reported unavailable
@@ -35,84 +40,34 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from srlab import io
+from srlab.evaluation.fullref import Y_DEFS as _Y_DEFS
+from srlab.evaluation.fullref import psnr, ssim
 from srlab.evaluation.params import EvaluateParams
 from srlab.evaluation.weights import METRICS, hub_dir, missing_weights, pyiqa_offline
 
 PYIQA_VERSION = "0.1.16"
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], float]
-YSpace = Literal["yiq", "ycbcr"]
 
 
 # Score name -> {metric or role: weight}; roles "psnr"/"ssim" resolve to evaluate.score_psnr/score_ssim.
-_FR_PART = {"psnr": 1.0, "ssim": 10.0, "lpips": -10.0}
+_FR_PART = {"psnr_ntire": 1.0, "ssim_ntire": 10.0, "lpips": -10.0}  # the organisers' score_release.py
+_FR_PYIQA = {"psnr": 1.0, "ssim": 10.0, "lpips": -10.0}
 _NR_PART = {"musiq": 0.1, "maniqa": 10.0, "clipiqa": 10.0}
 SCORES: dict[str, dict[str, float]] = {
     "score_fr": _FR_PART,
     "score_nr": _NR_PART,
     "challenge": {**_FR_PART, **_NR_PART},
+    "score_fr_pyiqa": _FR_PYIQA,
+    "challenge_pyiqa": {**_FR_PYIQA, **_NR_PART},
 }
 _OWN = ("psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y")  # measured here (protocol above); the rest by pyiqa
-_Y_DEFS = {
-    "yiq": "Y of YIQ = 0.299R + 0.587G + 0.114B in [0, 1] (pyiqa default)",
-    "ycbcr": "Y of BT.601 YCbCr, 16-235 (MATLAB rgb2ycbcr, BasicSR)",
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Weight-free metrics
-# ---------------------------------------------------------------------------------------------
-
-
-def _as_pair(
-    sr: torch.Tensor, hr: torch.Tensor, crop_border: int, color_space: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(3, H, W) or (1, 3, H, W) images -> (1, 3, H', W') float64, ``crop_border`` cut from each edge."""
-    if color_space not in _Y_DEFS:  # pyiqa would silently take the R channel as "Y"
-        raise ValueError(f"color_space {color_space!r} unknown; use one of {list(_Y_DEFS)}")
-    x, y = (t[None] if t.ndim == 3 else t for t in (sr, hr))
-    if x.ndim != 4 or x.shape[:2] != (1, 3):
-        raise ValueError(f"expected one RGB image (3, H, W) or (1, 3, H, W), got {tuple(sr.shape)}")
-    if x.shape != y.shape:
-        raise ValueError(
-            f"SR {tuple(x.shape[-2:])} and HR {tuple(y.shape[-2:])} must have the same size (H, W)"
-        )
-    h, w = x.shape[-2:]
-    c = crop_border
-    if min(h, w) <= 2 * c:
-        raise ValueError(f"crop_border {c} leaves nothing of a {h}x{w} image; lower evaluate.crop_border")
-    return x[..., c : h - c, c : w - c].double(), y[..., c : h - c, c : w - c].double()
-
-
-def psnr(
-    sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool, color_space: YSpace = "yiq", crop_border: int = 0
-) -> float:
-    """PSNR in dB of ``sr`` against ``hr`` (both [0, 1], same size); inf for identical images."""
-    x, y = _as_pair(sr, hr, crop_border, color_space)
-    if y_channel:
-        from pyiqa.utils.color_util import to_y_channel
-
-        x, y = to_y_channel(x, 1.0, color_space), to_y_channel(y, 1.0, color_space)  # (1, 1, H, W)
-    mse = torch.mean((x - y) ** 2).item()
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def ssim(
-    sr: torch.Tensor, hr: torch.Tensor, *, y_channel: bool, color_space: YSpace = "yiq", crop_border: int = 0
-) -> float:
-    """SSIM of ``sr`` against ``hr`` with pyiqa's implementation (see module docstring); 1 if identical."""
-    from pyiqa.archs.ssim_arch import SSIM
-
-    x, y = _as_pair(sr, hr, crop_border, color_space)
-    if min(x.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels after cropping, got {tuple(x.shape[-2:])}")
-    metric = SSIM(test_y_channel=y_channel, color_space=color_space)
-    return float(metric(x.float(), y.float()))  # float32 in, as pyiqa gets images; float64 inside
+_NTIRE = ("psnr_ntire", "ssim_ntire")  # srlab.evaluation.challenge's, on the 8-bit images
 
 
 def _device(choice: str) -> str:
@@ -155,19 +110,24 @@ def compute_scores(
 
 
 def challenge_score(fr_summary: Mapping[str, Any], nr_summary: Mapping[str, Any]) -> dict[str, Any]:
-    """The challenge score over two sets: score_fr of the paired set + score_nr of the wild set."""
+    """The challenge score over two sets: score_fr of the paired set + score_nr of the wild set (and the
+    ``challenge_pyiqa`` variant from ``score_fr_pyiqa``)."""
     out: dict[str, Any] = {"fr_set": fr_summary.get("set"), "nr_set": nr_summary.get("set")}
-    reasons = []
-    for part, summary in (("score_fr", fr_summary), ("score_nr", nr_summary)):
-        if part in summary:
-            out[part] = summary[part]
+    unavailable: dict[str, str] = {}
+    for total, fr in (("challenge", "score_fr"), ("challenge_pyiqa", "score_fr_pyiqa")):
+        reasons = []
+        for part, summary in ((fr, fr_summary), ("score_nr", nr_summary)):
+            if part in summary:
+                out[part] = summary[part]
+            else:
+                why = summary.get("unavailable", {}).get(part, "its metrics were not requested")
+                reasons.append(f"{part} of {summary.get('set')}: {why}")
+        if reasons:
+            unavailable[total] = "; ".join(reasons)
         else:
-            why = summary.get("unavailable", {}).get(part, "its metrics were not requested")
-            reasons.append(f"{part} of {summary.get('set')}: {why}")
-    if reasons:
-        out["unavailable"] = {"challenge": "; ".join(reasons)}
-    else:
-        out["challenge"] = out["score_fr"] + out["score_nr"]
+            out[total] = out[fr] + out["score_nr"]
+    if unavailable:
+        out["unavailable"] = unavailable
     return out
 
 
@@ -268,6 +228,11 @@ class MetricSuite:
 
     def _build(self, name: str) -> ScoreFn:
         spec, p = METRICS[name], self.params
+        if name in _NTIRE:
+            from srlab.evaluation import challenge
+
+            own = challenge.psnr_y if name == "psnr_ntire" else challenge.ssim_y
+            return lambda sr, hr: own(io.to_uint8(sr), io.to_uint8(hr))
         if name in _OWN:
             fn = psnr if name.startswith("psnr") else ssim
             y = name.endswith("_y")

@@ -12,7 +12,7 @@ NoRefMetric = Literal["musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe"]
 
 
 MetricName = Literal[
-    "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "lpips",
+    "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "psnr_ntire", "ssim_ntire", "lpips",
     "musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe",
 ]  # fmt: skip
 
@@ -27,8 +27,8 @@ class EvaluateParams:
         int, Field(ge=0, le=64)
     ]  # pixels cut from every edge before PSNR/SSIM (not LPIPS, NR metrics)
     y_color_space: Literal["yiq", "ycbcr"]  # Y of psnr_y/ssim_y: yiq = pyiqa default, ycbcr = BT.601
-    score_psnr: Literal["psnr_rgb", "psnr_y"]  # the PSNR that enters the challenge scores
-    score_ssim: Literal["ssim_y", "ssim_rgb"]  # the SSIM that enters the challenge scores
+    score_psnr: Literal["psnr_rgb", "psnr_y"]  # the PSNR of the *_pyiqa score variants
+    score_ssim: Literal["ssim_y", "ssim_rgb"]  # the SSIM of the *_pyiqa score variants
     torch_hub_dir: str | None  # learned-metric weights: pyiqa/, checkpoints/, clip/ in it; None = torch's
     device: Literal["auto", "cpu", "cuda"]  # learned metrics; auto = cuda when available
     other_methods: dict[str, str]  # method name -> folder of its outputs, one subfolder per eval set

@@ -68,6 +68,12 @@ METRICS: dict[str, MetricSpec] = {
     "psnr_y": MetricSpec("FR", "PSNR dB over {y}, float64, no eps (pyiqa psnry)"),
     "ssim_rgb": MetricSpec("FR", "SSIM per R,G,B then mean, on 8-bit values (pyiqa ssimc)"),
     "ssim_y": MetricSpec("FR", "SSIM on {y}, on 8-bit values (pyiqa ssim)"),
+    "psnr_ntire": MetricSpec(
+        "FR", "the NTIRE 2025 organisers' PSNR: Y of BT.601 YCbCr unrounded, 4 px border cut, float64"
+    ),
+    "ssim_ntire": MetricSpec(
+        "FR", "the organisers' SSIM: BT.601 Y, 4 px cut, 11x11 Gaussian sigma 1.5, 'valid' (MATLAB)"
+    ),
     "lpips": MetricSpec(
         "FR", "pyiqa lpips: AlexNet v0.1, RGB", (*_hf("LPIPS_v0.1_alex-df73285e.pth"), _ALEXNET), True
     ),

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from srlab import io
 from srlab.config import Params
-from srlab.evaluation import metrics
+from srlab.evaluation import fullref
 from srlab.models.sr_model import build_sr_model
 from srlab.sampling.pipeline import SRPipeline
 from srlab.sampling.upscale import build_pipeline, image_seed, model_params_for_inference
@@ -72,8 +72,8 @@ def compare(
                 sr = pipes[method](lr, settings, gen, name=name)
             if name in kept:
                 kept[name].update({"LR": lr, method: sr, "HR": hr})
-            scores["psnr"].append(metrics.psnr(sr, hr, y_channel=False))
-            scores["ssim"].append(metrics.ssim(sr, hr, y_channel=False))
+            scores["psnr"].append(fullref.psnr(sr, hr, y_channel=False))
+            scores["ssim"].append(fullref.ssim(sr, hr, y_channel=False))
         row: dict[str, Any] = {"method": method, "images": len(pairs)}
         row.update({k: sum(v) / len(v) for k, v in scores.items()})
         if method != "bicubic":
