@@ -9,6 +9,13 @@ own share from its own seed stream, and Accelerate averages the gradients.
 Checkpoints are written to a hidden temporary folder and renamed into place
 (``checkpoint-90000/``, named like the authors' release), so a crash never leaves a checkpoint that loads
 but is half-written.
+
+Resuming is strict (``ResumeError`` otherwise, naming the checkpoint and the offending keys): every
+trainable tensor of the phase's models must be in the checkpoint with its shape, and nothing else; the
+optimizer state must match the param groups (sizes, parameter names, state shapes); the fp16 GradScaler
+state is restored when the run uses one; and the params the checkpoint was trained with must equal the
+current ones, except the keys the phase declares irrelevant to its weights (``Phase.params_ignored``),
+unless ``run_phase(..., allow_params_change=True)``.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +37,12 @@ from tqdm.auto import tqdm
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.pt"
 LOSS_COLUMNS = ("phase", "step", "loss", "lr", "steps_per_s")
+_SHOWN = 10  # offending keys listed per kind in a ResumeError
+
+
+class ResumeError(RuntimeError):
+    """A checkpoint that does not fit the run resuming from it; the message names the checkpoint file
+    and the missing / unexpected / misshapen keys or the differing params."""
 
 
 def step_generator(seed: int, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
@@ -63,6 +76,12 @@ class Phase:
     on_checkpoint: Callable[[int, Path], None] | None = None
     extra_state: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint
     loss_log: Path | None = None  # CSV shared by phases (column `phase`); None: <out_dir>/loss.csv
+    # The run's params as nested plain data (params.yaml sections), recorded in every checkpoint and,
+    # on resume, compared with the checkpoint's (None: neither recorded nor checked).
+    params: Mapping[str, Any] | None = None
+    # Dotted params.yaml keys (a key covers its sub-keys) that do not change what the phase trains
+    # (e.g. train.log_every, the phase's own step count): they may differ on resume.
+    params_ignored: tuple[str, ...] = ()
 
 
 def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -75,10 +94,18 @@ def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
 
 
 def run_phase(
-    phase: Phase, accelerator: Accelerator, out_dir: str | os.PathLike[str], seed: int
+    phase: Phase,
+    accelerator: Accelerator,
+    out_dir: str | os.PathLike[str],
+    seed: int,
+    allow_params_change: bool = False,
 ) -> Path | None:
     """Train ``phase`` to ``phase.steps`` optimizer steps, resuming from the newest checkpoint in
-    ``out_dir`` if there is one. Returns the final checkpoint folder (None for a 0-step phase)."""
+    ``out_dir`` if there is one. Returns the final checkpoint folder (None for a 0-step phase).
+
+    Resuming raises ``ResumeError`` on a checkpoint that does not fit the phase (see ``load_state``);
+    ``allow_params_change`` resumes one trained with other params (the current ones then rule,
+    the optimizer's hyperparameters included)."""
     out_dir = Path(out_dir)
     if phase.steps == 0:
         return None
@@ -86,7 +113,7 @@ def run_phase(
     start = 0
     if done:
         start, last = done[-1]
-        _load_state(phase, accelerator, last)
+        load_state(phase, accelerator, last, allow_params_change)
         if start >= phase.steps:
             return last
     models = list(phase.models.values())
@@ -141,12 +168,17 @@ def _save_state(phase: Phase, accelerator: Accelerator, out_dir: Path, step: int
         unwrapped = {k: accelerator.unwrap_model(m) for k, m in phase.models.items()}
         phase.save(tmp, unwrapped)
         state = {
+            **phase.extra_state,
             "phase": phase.name,
             "step": step,
             "optimizer": phase.optimizer.state_dict(),
+            "optimizer_params": _optimizer_names(phase, accelerator),
             "trainable": {k: _trainable_state(m) for k, m in unwrapped.items()},
-            **phase.extra_state,
         }
+        if phase.params is not None:
+            state["params"] = _plain(phase.params)
+        if accelerator.scaler is not None:  # fp16: the loss scale and its growth tracker
+            state["scaler"] = accelerator.scaler.state_dict()
         torch.save(state, tmp / STATE_FILE)
         if final.exists():
             shutil.rmtree(final)
@@ -164,16 +196,184 @@ def _trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}
 
 
-def _load_state(phase: Phase, accelerator: Accelerator, folder: Path) -> None:
-    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-    if state["phase"] != phase.name:
-        raise RuntimeError(f"{folder}: checkpoint of phase {state['phase']!r}, expected {phase.name!r}")
+def _optimizer_names(phase: Phase, accelerator: Accelerator) -> list[list[str]]:
+    """The optimizer's parameters per group, each named ``<model key>.<parameter name>``."""
+    names = {
+        id(p): f"{key}.{n}"
+        for key, m in phase.models.items()
+        for n, p in accelerator.unwrap_model(m).named_parameters()
+    }
+    groups = phase.optimizer.param_groups
+    return [[names.get(id(p), f"<unnamed {i}>") for i, p in enumerate(g["params"])] for g in groups]
+
+
+def _plain(value: Any) -> Any:
+    """Params as builtins only (dicts, lists, scalars), so ``torch.load(weights_only=True)`` reads them."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: _plain(value)}
+
+
+_ABSENT = "<absent>"
+
+
+def params_diff(
+    old: Mapping[str, Any], new: Mapping[str, Any], ignored: Iterable[str] = ()
+) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old value, new value) for every leaf that differs, sorted; a key absent on one side
+    shows as ``"<absent>"``. Keys in ``ignored`` (and their sub-keys) are skipped."""
+    ignored = tuple(ignored)
+    a, b = _flatten(old), _flatten(new)
+
+    def skip(key: str) -> bool:
+        return any(key == i or key.startswith(i + ".") for i in ignored)
+
+    return [
+        (k, a.get(k, _ABSENT), b.get(k, _ABSENT))
+        for k in sorted(set(a) | set(b))
+        if not skip(k) and a.get(k, _ABSENT) != b.get(k, _ABSENT)
+    ]
+
+
+def _listed(keys: list[str]) -> str:
+    more = f", ... ({len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else ""
+    return ", ".join(keys[:_SHOWN]) + more
+
+
+def _check_params(phase: Phase, state: dict[str, Any], path: Path, allow_change: bool) -> None:
+    if phase.params is None or allow_change:
+        return
+    hint = (
+        "resume anyway with allow_params_change=True (python -m srlab.training.train "
+        "--allow-params-change), or train into a fresh output folder"
+    )
+    if "params" not in state:
+        raise ResumeError(f"{path}: checkpoint of phase {phase.name!r} records no params; {hint}")
+    diff = params_diff(state["params"], _plain(phase.params), phase.params_ignored)
+    if diff:
+        lines = "".join(f"\n  {k}: {old!r} (checkpoint) -> {new!r} (now)" for k, old, new in diff)
+        raise ResumeError(
+            f"{path}: phase {phase.name!r} was trained with other params ({len(diff)} differing):"
+            f"{lines}\n{hint}"
+        )
+
+
+def _check_trainable(phase: Phase, accelerator: Accelerator, stored: Any, path: Path) -> None:
+    """Every trainable tensor present with its shape, and no others: else ResumeError naming them."""
+    missing: list[str] = []
+    unexpected: list[str] = []
+    misshapen: list[str] = []
+    stored = stored if isinstance(stored, Mapping) else {}
+    unexpected += [f"{key} (a whole model)" for key in stored if key not in phase.models]
     for key, model in phase.models.items():
-        missing = accelerator.unwrap_model(model).load_state_dict(state["trainable"][key], strict=False)
-        if missing.unexpected_keys:
-            extra = missing.unexpected_keys[:5]
-            raise RuntimeError(f"{folder}: unexpected trainable keys for {key}: {extra}")
+        want = {n: p.shape for n, p in accelerator.unwrap_model(model).named_parameters() if p.requires_grad}
+        have = stored.get(key, {})
+        missing += [f"{key}.{n}" for n in want if n not in have]
+        unexpected += [f"{key}.{n}" for n in have if n not in want]
+        misshapen += [
+            f"{key}.{n} (checkpoint {tuple(have[n].shape)}, model {tuple(shape)})"
+            for n, shape in want.items()
+            if n in have and tuple(have[n].shape) != tuple(shape)
+        ]
+    problems = [
+        f"{len(keys)} {kind}: {_listed(keys)}"
+        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("misshapen", misshapen))
+        if keys
+    ]
+    if problems:
+        raise ResumeError(
+            f"{path}: the trainable state of phase {phase.name!r} does not match its models; "
+            + "; ".join(problems)
+        )
+
+
+def _check_optimizer(phase: Phase, accelerator: Accelerator, state: dict[str, Any], path: Path) -> None:
+    """The saved optimizer state fits the current param groups: group count and sizes, parameter names
+    (checkpoints that record them), and each per-parameter state tensor's shape."""
+    saved = state.get("optimizer")
+    groups = phase.optimizer.param_groups
+    if not isinstance(saved, Mapping) or "param_groups" not in saved or "state" not in saved:
+        raise ResumeError(f"{path}: no optimizer state for phase {phase.name!r}")
+    saved_groups = saved["param_groups"]
+    if len(saved_groups) != len(groups):
+        raise ResumeError(
+            f"{path}: optimizer state of phase {phase.name!r} has {len(saved_groups)} param groups, "
+            f"the optimizer {len(groups)}"
+        )
+    names = _optimizer_names(phase, accelerator)
+    recorded = state.get("optimizer_params")
+    problems: list[str] = []
+    params: dict[Any, tuple[str, torch.Tensor]] = {}
+    for g, (sg, cg) in enumerate(zip(saved_groups, groups, strict=True)):
+        if len(sg["params"]) != len(cg["params"]):
+            problems.append(
+                f"group {g} holds {len(sg['params'])} parameters, the optimizer {len(cg['params'])}"
+            )
+            continue
+        if recorded is not None:
+            old = recorded[g] if g < len(recorded) else []
+            if list(old) != names[g]:
+                moved = [f"{a} -> {b}" for a, b in zip(old, names[g], strict=False) if a != b]
+                problems.append(f"group {g} parameters differ: {_listed(moved or ['(count)'])}")
+                continue
+        params.update(
+            {i: (names[g][j], p) for j, (i, p) in enumerate(zip(sg["params"], cg["params"], strict=True))}
+        )
+    for i, entry in saved["state"].items():
+        if i not in params:
+            problems.append(f"state for unknown parameter index {i}")
+            continue
+        name, p = params[i]
+        for k, v in entry.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and tuple(v.shape) != tuple(p.shape):
+                problems.append(f"{name} {k} (checkpoint {tuple(v.shape)}, parameter {tuple(p.shape)})")
+    if problems:
+        raise ResumeError(
+            f"{path}: the optimizer state of phase {phase.name!r} does not match its param groups: "
+            + _listed(problems)
+        )
+
+
+def load_state(
+    phase: Phase, accelerator: Accelerator, folder: Path, allow_params_change: bool = False
+) -> None:
+    """Restore a checkpoint into ``phase`` (and the accelerator's GradScaler), checking it all first:
+    the params (``Phase.params``), every trainable tensor, the optimizer's groups; raises ResumeError
+    naming the checkpoint file and what does not fit, before anything is changed."""
+    path = folder / STATE_FILE
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("phase") != phase.name:
+        raise ResumeError(f"{path}: checkpoint of phase {state.get('phase')!r}, expected {phase.name!r}")
+    _check_params(phase, state, path, allow_params_change)
+    _check_trainable(phase, accelerator, state.get("trainable"), path)
+    _check_optimizer(phase, accelerator, state, path)
+    scaler = accelerator.scaler
+    if scaler is not None and "scaler" not in state and not allow_params_change:
+        raise ResumeError(
+            f"{path}: the run uses an fp16 GradScaler but the checkpoint has no scaler state "
+            "(written without fp16, or by an older srlab); resume with allow_params_change=True"
+        )
+    for key, model in phase.models.items():
+        result = accelerator.unwrap_model(model).load_state_dict(state["trainable"][key], strict=False)
+        assert not result.unexpected_keys, result.unexpected_keys  # checked above
+    hyper = [{k: v for k, v in g.items() if k != "params"} for g in phase.optimizer.param_groups]
     phase.optimizer.load_state_dict(state["optimizer"])
+    if allow_params_change:  # the current params rule: lr, betas, weight decay as configured now
+        for group, now in zip(phase.optimizer.param_groups, hyper, strict=True):
+            group.update(now)
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
 
 
 class _LossLog:
