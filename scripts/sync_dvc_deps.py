@@ -1,35 +1,64 @@
-"""Rewrite each dvc.yaml stage's srlab/ deps to its import closure (sorted), keeping other lines."""
-import sys
-sys.path.insert(0, "tests")
-from pathlib import Path
-import test_dvc_deps as t
+"""Bring dvc.yaml in line with the code: each stage's srlab/ deps become its import closure, and each
+profile or recipe overlay of a section it loads whole is listed in its params (tests/test_dvc_deps.py
+computes both; this writes them). Other lines are kept as they are.
 
-text = Path("dvc.yaml").read_text().split("\n")
-out, i = [], 0
-stage = None
-stages = t.STAGES
-# map a stage name line to its closure
+    python scripts/sync_dvc_deps.py && python -m pytest tests/test_dvc_deps.py
+"""
+
+from __future__ import annotations
+
 import re
-while i < len(text):
-    line = text[i]
-    m = re.match(r"^  ([a-z_]+):\s*(#.*)?$", line)
-    if m and m.group(1) in stages:
-        stage = m.group(1)
-    if stage and (line.strip() == "deps:" or line.strip().startswith("deps: &")):
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import test_dvc_deps as deps  # noqa: E402  (the test's own reading of stages and closures)
+
+STAGE = re.compile(r"^  ([a-z_]+):\s*(#.*)?$")
+ITEM = re.compile(r"^(\s+)- (\S+)")
+
+
+def _items(lines: list[str], i: int) -> tuple[list[str], int]:
+    block = []
+    while i < len(lines) and ITEM.match(lines[i]):
+        block.append(lines[i])
+        i += 1
+    return block, i
+
+
+def main() -> None:
+    lines = (ROOT / "dvc.yaml").read_text().split("\n")
+    out: list[str] = []
+    stage, i = None, 0
+    while i < len(lines):
+        line = lines[i]
+        if (m := STAGE.match(line)) and m.group(1) in deps.STAGES:
+            stage = m.group(1)
+        key = line.strip()
+        if stage and (key == "deps:" or key.startswith("deps: &")):
+            out.append(line)
+            block, i = _items(lines, i + 1)
+            indent = ITEM.match(block[0]).group(1)
+            needed = sorted(deps.closure(deps.stage_source(deps.STAGES[stage]["cmd"])))
+            first = next((k for k, b in enumerate(block) if ITEM.match(b).group(2).startswith("srlab/")), 0)
+            keep = [b for b in block if not ITEM.match(b).group(2).startswith("srlab/")]
+            head = [b for b in keep if block.index(b) < first]
+            out += head + [f"{indent}- {n}" for n in needed] + [b for b in keep if b not in head]
+            continue
+        if stage and key == "params:":
+            out.append(line)
+            block, i = _items(lines, i + 1)
+            indent = ITEM.match(block[0]).group(1)
+            listed = {ITEM.match(b).group(2) for b in block}
+            whole, _ = deps.stage_param_keys(deps.STAGES[stage]["cmd"])
+            extra = sorted(f"{p}.{s}" for p, s in whole if p is not None and f"{p}.{s}" not in listed)
+            out += block + [f"{indent}- {e}" for e in extra]
+            continue
         out.append(line)
         i += 1
-        deps = []
-        indent = None
-        while i < len(text) and text[i].lstrip().startswith("- "):
-            deps.append(text[i]); indent = text[i][: len(text[i]) - len(text[i].lstrip())]; i += 1
-        needed = sorted(t.closure(t.stage_source(stages[stage]["cmd"])))
-        others = [d for d in deps if not d.strip()[2:].startswith("srlab/")]
-        first_srlab = next((k for k, d in enumerate(deps) if d.strip()[2:].startswith("srlab/")), len(others))
-        new = [d for d in deps[:first_srlab] if not d.strip()[2:].startswith("srlab/")]
-        new += [f"{indent}- {n}" for n in needed]
-        new += [d for d in deps[first_srlab:] if not d.strip()[2:].startswith("srlab/")]
-        out += new
-        continue
-    out.append(line)
-    i += 1
-Path("dvc.yaml").write_text("\n".join(out))
+    (ROOT / "dvc.yaml").write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()

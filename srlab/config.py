@@ -39,6 +39,9 @@ if TYPE_CHECKING:  # the section types, for type checkers only: importing them w
 
 PARAMS_FILE = "params.yaml"
 PROFILES = ("tiny", "paper", "smoke")
+RECIPES = ("paper", "release")  # training recipes: the paper's text, or the authors' deleted script
+RECIPE_OVERLAY = "release_recipe"  # applied after the profile's overlay when base.recipe is release
+OVERLAYS = ("paper", "smoke", RECIPE_OVERLAY)  # sections of params.yaml that override the others
 SECTION_NAMES = ("base", "data", "degrade", "evaluate", "report", "model", "train", "infer", "ablations")
 
 T = TypeVar("T")
@@ -104,6 +107,7 @@ class BaseParams:
 
     seed: Annotated[int, Field(ge=0)]
     profile: Literal["tiny", "paper", "smoke"]
+    recipe: Literal["paper", "release"]  # training recipe: README "Training recipes"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,9 +214,10 @@ def overlay(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any
 
 
 def resolve_profile(raw: Mapping[str, Any], source: str = PARAMS_FILE) -> dict[str, Any]:
-    """Apply the overlay section named by ``base.profile`` (``paper`` or ``smoke``); drop all overlays."""
+    """Apply the overlay section named by ``base.profile`` (``paper`` or ``smoke``), then ``release_recipe``
+    when ``base.recipe`` is ``release``; drop all overlays."""
     raw = dict(raw)
-    overlays = {name: raw.pop(name, {}) or {} for name in PROFILES if name != "tiny"}
+    overlays = {name: raw.pop(name, {}) or {} for name in OVERLAYS}
     unknown = sorted(set(raw) - set(SECTION_NAMES))
     if unknown:
         raise ConfigError(
@@ -227,7 +232,11 @@ def resolve_profile(raw: Mapping[str, Any], source: str = PARAMS_FILE) -> dict[s
         for section in overrides:
             if section not in raw:
                 raise ConfigError(f"{source}: {name}.{section}: overrides a section that does not exist")
-    return overlay(raw, overlays[profile]) if profile in overlays else raw
+    resolved = overlay(raw, overlays[profile]) if profile in overlays else raw
+    recipe = (resolved.get("base") or {}).get("recipe", "paper")
+    if recipe not in RECIPES:
+        raise ConfigError(f"{source}: base.recipe: expected one of {RECIPES}, got {recipe!r}")
+    return overlay(resolved, overlays[RECIPE_OVERLAY]) if recipe == "release" else resolved
 
 
 def validate(cls: type[T], raw: Any, source: str, key: str) -> T:

@@ -180,7 +180,8 @@ def test_a_subset_loads_only_its_keys_and_skips_rules_it_cannot_check() -> None:
     params = config.load_params(ROOT / "params.yaml", None, SECTIONS)
     # the wild track is not the train stage's
     assert {name: list(tracks) for name, tracks in params.infer.presets.items()} == {
-        "paper": ["synthetic"], "release": ["synthetic"]
+        "paper": ["synthetic"],
+        "release": ["synthetic"],
     }
     assert params.infer.device == yaml.safe_load((ROOT / "params.yaml").read_text())["infer"]["device"]
     smoke = config.load_params(ROOT / "params.yaml", "smoke", SECTIONS)  # overlays reach the kept keys

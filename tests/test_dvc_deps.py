@@ -141,10 +141,10 @@ def stage_param_keys(cmd: str) -> tuple[set[tuple[str | None, str]], set[str]]:
     for section, spec in stage_sections(cmd).items():
         if isinstance(spec, config.Subset):
             keys = [f"{section}.{k}" for k in spec.keys]
-            exact |= set(keys) | {f"{p}.{k}" for p in ("paper", "smoke") for k in keys if _has(RAW.get(p), k)}
+            exact |= set(keys) | {f"{p}.{k}" for p in config.OVERLAYS for k in keys if _has(RAW.get(p), k)}
         else:
             whole |= {(None, section)} | {
-                (p, section) for p in ("paper", "smoke") if section in (RAW.get(p) or {})
+                (p, section) for p in config.OVERLAYS if section in (RAW.get(p) or {})
             }
     return whole, exact
 
@@ -152,7 +152,7 @@ def stage_param_keys(cmd: str) -> tuple[set[tuple[str | None, str]], set[str]]:
 def _section(key: str) -> str:
     """The section a params key belongs to: ``infer.device`` and ``paper.infer.device`` -> infer."""
     parts = key.split(".")
-    return parts[1] if parts[0] in ("paper", "smoke") else parts[0]
+    return parts[1] if parts[0] in config.OVERLAYS else parts[0]
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -169,7 +169,7 @@ def test_stage_params_are_the_sections_it_loads(name: str) -> None:
         f"{name}: lists {sorted(set(mine) - exact)}; misses {sorted(exact - set(mine))}"
     )
     parts = [k.split(".") for k in listed if k not in mine]
-    got = {(p[0], p[1]) if p[0] in ("paper", "smoke") else (None, p[0]) for p in parts}
+    got = {(p[0], p[1]) if p[0] in config.OVERLAYS else (None, p[0]) for p in parts}
     extra, missing = sorted(got - whole, key=str), sorted(whole - got, key=str)
     assert got == whole, f"{name}: lists {extra}, which it does not read; misses {missing}"
 

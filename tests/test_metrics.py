@@ -208,7 +208,8 @@ def test_challenge_score_across_a_paired_and_a_wild_set() -> None:
                     "score_fr_pyiqa": 28.0, "challenge_pyiqa": 45.0}  # fmt: skip
     half = metrics.challenge_score(fr, {"set": "wild", "unavailable": {"score_nr": "needs musiq"}})
     assert "challenge" not in half and half["unavailable"] == {
-        "challenge": "score_nr of wild: needs musiq", "challenge_pyiqa": "score_nr of wild: needs musiq"
+        "challenge": "score_nr of wild: needs musiq",
+        "challenge_pyiqa": "score_nr of wild: needs musiq",
     }
 
 
@@ -229,7 +230,10 @@ def test_missing_weights_make_metric_and_its_scores_unavailable(tmp_path: Path, 
     )
     summary = result.summary
     assert "lpips" not in summary and "score_fr_pyiqa" not in summary
-    assert summary["unavailable"] == {"lpips": reason, "score_fr_pyiqa": "needs lpips, unavailable (see there)"}
+    assert summary["unavailable"] == {
+        "lpips": reason,
+        "score_fr_pyiqa": "needs lpips, unavailable (see there)",
+    }
     assert no_sockets == []
 
 

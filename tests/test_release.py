@@ -58,7 +58,8 @@ def test_window_is_a_narrow_gaussian_centred_asymmetrically() -> None:
     # across: centre (side - 1) / 2 = 44.5, so columns 44 and 45 are equal maxima
     row = w[45]
     assert row[44] == row[45] == row.max()
-    # the edge weight over the maximum (0.5 px from the centre): exp(-(44.5**2 - 0.5**2) / 90**2 / 0.02), ~5e-6
+    # the edge weight over the maximum (0.5 px from the centre):
+    # exp(-(44.5**2 - 0.5**2) / 90**2 / 0.02), ~5e-6
     edge = math.exp(-(44.5**2 - 0.5**2) / 90**2 / 0.02)
     assert (row[0] / row[44]).item() == pytest.approx(edge, rel=1e-9)
     assert 4e-6 < edge < 6e-6
@@ -221,4 +222,7 @@ def test_a_folder_of_released_prompt_files_does_not_double_the_added_prompt(tmp_
     from srlab.sampling import sampler
 
     tags = FileTags(tmp_path)("0001.png")
-    assert sampler.build_prompt(tags, "", "clean, high-resolution, 8k") == "tree, sky, ,clean, high-resolution, 8k"
+    assert (
+        sampler.build_prompt(tags, "", "clean, high-resolution, 8k")
+        == "tree, sky, ,clean, high-resolution, 8k"
+    )

@@ -36,9 +36,10 @@ MODEL = {  # the tiny profile's model with a VAE factor of 8 (the release hard-c
     "tiny": {"unet_channels": [32, 64], "unet_heads": [2, 4], "layers_per_block": 2, "norm_groups": 32,
              "vae_channels": [32, 32, 32, 32], "vae_scaling_factor": 0.5},
 }  # fmt: skip
+PROMPT = "clean, high-resolution, 8k"  # the script's default added prompt
 CASES = {  # scripts/release_reference/run_cases.sh; all: tags "", prompt "", 4 DDPM steps, process size 128
-    "x4_lr": dict(seed=123, upscale=4, start_point="lr", guidance_scale=0.9, added_prompt="clean, high-resolution, 8k"),
-    "tiled_vae": dict(seed=5, upscale=1, start_point="lr", guidance_scale=8.5, added_prompt="clean, high-resolution, 8k",
+    "x4_lr": dict(seed=123, upscale=4, start_point="lr", guidance_scale=0.9, added_prompt=PROMPT),
+    "tiled_vae": dict(seed=5, upscale=1, start_point="lr", guidance_scale=8.5, added_prompt=PROMPT,
                       latent_tile=12, latent_overlap=4, vae_encoder_tile=64, vae_decoder_tile=8),
 }  # fmt: skip
 
@@ -50,7 +51,9 @@ def reference_model() -> SRModel:
         torch.manual_seed(SEED + 1)
         sam = load_sam2(params.semantic.sam2_config, None, params.semantic.sam2_overrides)
     model = build_sr_model(params, "cpu", generator=torch.Generator().manual_seed(SEED))
-    model = dataclasses.replace(model, semantic=Sam2Extractor(sam, params.semantic.tokens, params.semantic.width))
+    model = dataclasses.replace(
+        model, semantic=Sam2Extractor(sam, params.semantic.tokens, params.semantic.width)
+    )
     cn = model.controlnet  # from_unet zero-initialises these; random so that the LR image matters
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(SEED + 2)

@@ -126,7 +126,11 @@ def test_evaluate_stage_writes_metrics_against_reference_values(fake_build: dict
     )
     assert unavailable["score_fr"] == "needs lpips, unavailable (see there)"
     assert document["challenge"] == {
-        "s": {"bicubic": dict.fromkeys(["score_fr", "score_nr", "challenge", "score_fr_pyiqa", "challenge_pyiqa"])}
+        "s": {
+            "bicubic": dict.fromkeys(
+                ["score_fr", "score_nr", "challenge", "score_fr_pyiqa", "challenge_pyiqa"]
+            )
+        }
     }
     assert unavailable["score_fr_pyiqa"] == "needs lpips, unavailable (see there)"
     assert "score_fr of s_synthetic: needs lpips" in unavailable["challenge"]

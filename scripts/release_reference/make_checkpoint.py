@@ -82,7 +82,11 @@ FEATURE_EXTRACTOR = {
 
 
 def bytes_to_unicode() -> dict[int, str]:
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(2**8):
@@ -90,7 +94,7 @@ def bytes_to_unicode() -> dict[int, str]:
             bs.append(b)
             cs.append(2**8 + n)
             n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 def write_tokenizer(folder: Path) -> None:
@@ -99,7 +103,8 @@ def write_tokenizer(folder: Path) -> None:
     import open_clip
 
     bpe = Path(open_clip.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    merges = gzip.open(bpe).read().decode("utf-8").split("\n")
+    with gzip.open(bpe) as f:
+        merges = f.read().decode("utf-8").split("\n")
     merges = merges[1 : 49152 - 256 - 2 + 1]
     pairs = [tuple(m.split()) for m in merges]
     vocab = list(bytes_to_unicode().values())
@@ -136,7 +141,9 @@ def legacy_text_encoder_keys(path: Path) -> None:
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(path))
-    fixed = {(k if k.startswith("text_model.") else "text_model." + k): v.contiguous() for k, v in state.items()}
+    fixed = {
+        (k if k.startswith("text_model.") else "text_model." + k): v.contiguous() for k, v in state.items()
+    }
     save_file(fixed, str(path), metadata={"format": "pt"})
 
 
@@ -208,12 +215,17 @@ def main() -> None:
     (sd2 / "scheduler").mkdir()
     (sd2 / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD2_SCHEDULER, indent=2))
     (sd2 / "feature_extractor").mkdir()
-    (sd2 / "feature_extractor" / "preprocessor_config.json").write_text(json.dumps(FEATURE_EXTRACTOR, indent=2))
+    (sd2 / "feature_extractor" / "preprocessor_config.json").write_text(
+        json.dumps(FEATURE_EXTRACTOR, indent=2)
+    )
     write_tokenizer(sd2 / "tokenizer")
 
     # 4. checkpoint in the authors' layout
-    ckpt = save_checkpoint(model, out / "ckpt", provenance={"made_by": "/tmp/release_ref/make_checkpoint.py",
-                                                            "seed": args.seed, "model_params": raw})
+    ckpt = save_checkpoint(
+        model,
+        out / "ckpt",
+        provenance={"made_by": "/tmp/release_ref/make_checkpoint.py", "seed": args.seed, "model_params": raw},
+    )
 
     # 5. params for srlab to load it back
     final = {**raw, "sd2_path": str(sd2), "checkpoint": str(ckpt)}
@@ -231,7 +243,9 @@ def main() -> None:
     print("tokenizer class srlab loads:", type(back.tokenizer).__name__)
     n_sem = sum(p.numel() for n, p in model.unet.named_parameters() if "image_attentions" in n)
     sem_abs = max(
-        p.abs().max().item() for n, p in model.unet.named_parameters() if "image_attentions" in n and "proj_out" in n
+        p.abs().max().item()
+        for n, p in model.unet.named_parameters()
+        if "image_attentions" in n and "proj_out" in n
     )
     print(f"srlab reload OK; unet semantic params {n_sem}, max |proj_out| {sem_abs:.4f}")
     zero = [n for n, p in model.controlnet.named_parameters() if p.abs().max() == 0]

@@ -49,20 +49,18 @@ SRC = HERE / "src"
 sys.path.insert(0, str(SRC))
 
 import torch  # noqa: E402
+import utils.devices as devices  # noqa: E402  (the release's)
 from PIL import Image  # noqa: E402
 from torchvision import transforms  # noqa: E402
-
-import utils.devices as devices  # noqa: E402  (the release's)
 
 devices.device = torch.device("cpu")  # SHIM: hard-coded torch.device("cuda") (utils/devices.py:68)
 
 from accelerate.utils import set_seed  # noqa: E402
 from diffusers import AutoencoderKL, DDPMScheduler  # noqa: E402
-from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer  # noqa: E402
-
 from models.controlnet import ControlNetModel  # noqa: E402  (the release's)
 from models.unet_2d_condition import UNet2DConditionModel  # noqa: E402
 from pipelines.pipeline_seesr import StableDiffusionControlNetPipeline  # noqa: E402
+from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer  # noqa: E402
 from utils.wavelet_color_fix import adain_color_fix, wavelet_color_fix  # noqa: E402
 
 DEFAULT_SAM2_OVERRIDES = [
@@ -87,10 +85,19 @@ def load_pipeline(args):
     for m in (vae, text_encoder, unet, controlnet):
         m.requires_grad_(False)
     pipeline = StableDiffusionControlNetPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, feature_extractor=feature_extractor,
-        unet=unet, controlnet=controlnet, scheduler=scheduler, safety_checker=None, requires_safety_checker=False,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        feature_extractor=feature_extractor,
+        unet=unet,
+        controlnet=controlnet,
+        scheduler=scheduler,
+        safety_checker=None,
+        requires_safety_checker=False,
     )
-    pipeline._init_tiled_vae(encoder_tile_size=args.vae_encoder_tiled_size, decoder_tile_size=args.vae_decoder_tiled_size)
+    pipeline._init_tiled_vae(
+        encoder_tile_size=args.vae_encoder_tiled_size, decoder_tile_size=args.vae_decoder_tiled_size
+    )
     for m in (text_encoder, vae, unet, controlnet):
         m.to("cpu", dtype=torch.float32)
     return pipeline
@@ -100,10 +107,17 @@ def load_sam(args):
     """The tiny SAM2 (installed sam2 package's builder) wrapped in the release fork's SAM2ImagePredictor."""
     from sam2.build_sam import build_sam2
 
-    sam2 = build_sam2(args.sam2_config, args.sam2_ckpt, device="cpu", mode="eval",
-                      hydra_overrides_extra=list(args.sam2_override), apply_postprocessing=False)
+    sam2 = build_sam2(
+        args.sam2_config,
+        args.sam2_ckpt,
+        device="cpu",
+        mode="eval",
+        hydra_overrides_extra=list(args.sam2_override),
+        apply_postprocessing=False,
+    )
     spec = importlib.util.spec_from_file_location(
-        "release_sam2_image_predictor", SRC / "sam2" / "sam2" / "sam2_image_predictor.py")
+        "release_sam2_image_predictor", SRC / "sam2" / "sam2" / "sam2_image_predictor.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)  # imports sam2.modeling / sam2.utils: installed = fork modulo comments
     return mod.SAM2ImagePredictor(sam2), int(sam2.image_size)
@@ -119,20 +133,19 @@ def main(args):
     sam_model, S = load_sam(args)
     tensor_transforms = transforms.Compose([transforms.ToTensor()])
     # test_seesr_sam.py:58-61 with S for 1024 and torchvision 0.15's tensor behaviour (no antialias)
-    sam_transforms = transforms.Compose([
-        transforms.Resize((S, S), antialias=False),
-        transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-    ])
+    sam_transforms = transforms.Compose(
+        [
+            transforms.Resize((S, S), antialias=False),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
     if args.seed is not None and args.global_reseed == "before_loop":
         set_seed(args.seed)  # see module docstring
 
     generator = torch.Generator(device="cpu")
     if args.seed is not None:
         generator.manual_seed(args.seed)
-    if os.path.isdir(args.images):
-        image_names = sorted(glob.glob(f"{args.images}/*.*"))
-    else:
-        image_names = [args.images]
+    image_names = sorted(glob.glob(f"{args.images}/*.*")) if os.path.isdir(args.images) else [args.images]
 
     log = []
     for image_idx, image_name in enumerate(image_names):
@@ -158,8 +171,12 @@ def main(args):
         if ori_width < args.process_size // rscale or ori_height < args.process_size // rscale:
             scale = (args.process_size // rscale) / min(ori_width, ori_height)
             validation_image = validation_image.resize((int(scale * ori_width), int(scale * ori_height)))
-        validation_image = validation_image.resize((validation_image.size[0] * rscale, validation_image.size[1] * rscale))
-        validation_image = validation_image.resize((validation_image.size[0] // 8 * 8, validation_image.size[1] // 8 * 8))
+        validation_image = validation_image.resize(
+            (validation_image.size[0] * rscale, validation_image.size[1] * rscale)
+        )
+        validation_image = validation_image.resize(
+            (validation_image.size[0] // 8 * 8, validation_image.size[1] // 8 * 8)
+        )
         width, height = validation_image.size
         resize_flag = True
         print(f"input size: {height}x{width}")
@@ -169,11 +186,19 @@ def main(args):
             os.makedirs(f"{args.output_dir}/sample{str(sample_idx).zfill(2)}/", exist_ok=True)
         for sample_idx in range(args.sample_times):
             image = pipeline(
-                validation_prompt, validation_image, num_inference_steps=args.num_inference_steps,
-                generator=generator, height=height, width=width, guidance_scale=args.guidance_scale,
-                negative_prompt=negative_prompt, conditioning_scale=args.conditioning_scale,
-                start_point=args.start_point, ram_encoder_hidden_states=sam_encoder_hidden_states,
-                latent_tiled_size=args.latent_tiled_size, latent_tiled_overlap=args.latent_tiled_overlap,
+                validation_prompt,
+                validation_image,
+                num_inference_steps=args.num_inference_steps,
+                generator=generator,
+                height=height,
+                width=width,
+                guidance_scale=args.guidance_scale,
+                negative_prompt=negative_prompt,
+                conditioning_scale=args.conditioning_scale,
+                start_point=args.start_point,
+                ram_encoder_hidden_states=sam_encoder_hidden_states,
+                latent_tiled_size=args.latent_tiled_size,
+                latent_tiled_overlap=args.latent_tiled_overlap,
                 args=args,
             ).images[0]
             raw_out = image
@@ -192,25 +217,47 @@ def main(args):
                 validation_image.save(dbg / f"{name}_processed_lr.png")
         if args.save_debug:
             torch.save(sam_encoder_hidden_states.detach().cpu(), out_dir / "debug" / f"{name}_c_sem.pt")
-        log.append({"image": os.path.basename(image_name), "lr_size": [ori_width, ori_height],
-                    "processed_size": [width, height], "latent_hw": [height // 8, width // 8],
-                    "prompt": validation_prompt, "negative_prompt": negative_prompt,
-                    "c_sem_shape": list(sam_encoder_hidden_states.shape), "seconds": round(time.time() - t0, 2)})
+        log.append(
+            {
+                "image": os.path.basename(image_name),
+                "lr_size": [ori_width, ori_height],
+                "processed_size": [width, height],
+                "latent_hw": [height // 8, width // 8],
+                "prompt": validation_prompt,
+                "negative_prompt": negative_prompt,
+                "c_sem_shape": list(sam_encoder_hidden_states.shape),
+                "seconds": round(time.time() - t0, 2),
+            }
+        )
     cfg = {k: v for k, v in vars(args).items()}
-    (out_dir / "run_info.json").write_text(json.dumps({"args": cfg, "images": log,
-                                                       "total_seconds": round(time.time() - t_start, 2)}, indent=2))
+    (out_dir / "run_info.json").write_text(
+        json.dumps({"args": cfg, "images": log, "total_seconds": round(time.time() - t_start, 2)}, indent=2)
+    )
     print(f"done in {time.time() - t_start:.1f}s")
 
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sd2", required=True, help="diffusers folder: vae/ text_encoder/ tokenizer/ scheduler/ feature_extractor/")
+    p.add_argument(
+        "--sd2",
+        required=True,
+        help="diffusers folder: vae/ text_encoder/ tokenizer/ scheduler/ feature_extractor/",
+    )
     p.add_argument("--ckpt", required=True, help="unet/ controlnet/ in the authors' layout")
-    p.add_argument("--sam2-ckpt", dest="sam2_ckpt", default=str(HERE / "models" / "sam2_tiny.pt"),
-                   help="official-format SAM2 file {'model': state_dict} (make_checkpoint.py writes the tiny one)")
+    p.add_argument(
+        "--sam2-ckpt",
+        dest="sam2_ckpt",
+        default=str(HERE / "models" / "sam2_tiny.pt"),
+        help="official-format SAM2 file {'model': state_dict} (make_checkpoint.py writes the tiny one)",
+    )
     p.add_argument("--sam2-config", dest="sam2_config", default="configs/sam2.1/sam2.1_hiera_t.yaml")
-    p.add_argument("--sam2-override", dest="sam2_override", action="append", default=None,
-                   help="hydra override (repeatable); default: srlab's tiny overrides (params.yaml model.semantic)")
+    p.add_argument(
+        "--sam2-override",
+        dest="sam2_override",
+        action="append",
+        default=None,
+        help="hydra override (repeatable); default: srlab's tiny overrides (params.yaml model.semantic)",
+    )
     p.add_argument("--images", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--prompt", type=str, default="")
@@ -230,7 +277,9 @@ def parse():
     p.add_argument("--align_method", choices=["wavelet", "adain", "nofix"], default="adain")
     p.add_argument("--start_point", choices=["lr", "noise"], default="lr")
     p.add_argument("--global_reseed", choices=["before_loop", "start"], default="before_loop")
-    p.add_argument("--no_debug", dest="save_debug", action="store_false", help="skip debug/ (c_sem .pt, pre-fix PNGs)")
+    p.add_argument(
+        "--no_debug", dest="save_debug", action="store_false", help="skip debug/ (c_sem .pt, pre-fix PNGs)"
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     if args.sam2_override is None:

@@ -49,6 +49,7 @@ from srlab.models.prompts import (
 )
 from srlab.models.semantic import (
     C_SEM,
+    SEMANTIC_ATTR,
     CheckpointMismatchError,
     SemanticExtractor,
     add_semantic_blocks,
@@ -68,6 +69,8 @@ SOURCES = {
     + ", e.g. `huggingface-cli download stabilityai/stable-diffusion-2-base --local-dir DIR`",
     "checkpoint": "the authors' checkpoint-90000 (unet/ and controlnet/), linked from the README of "
     "github.com/Moonsofang/NTIRE-2025-SRlab",
+    "seesr": "SeeSR's released weights (the folder with unet/ and controlnet/ that SeeSR's README links as "
+    "preset/models/seesr, github.com/cswry/SeeSR)",
 }
 WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")  # diffusers' names
 SD2_FILES = {  # subfolder -> required files; a tuple lists alternatives
@@ -411,6 +414,22 @@ def load_checkpoint(model: SRModel, folder: str | os.PathLike[str]) -> None:
     files = check_checkpoint(folder, model.unet, model.controlnet)
     for net, path in zip((model.unet, model.controlnet), files, strict=True):
         net.load_state_dict(_read_state(path), strict=True)
+
+
+def load_seesr_init(model: SRModel, folder: str | os.PathLike[str]) -> None:
+    """Start the SR phase from SeeSR's released weights, as the authors' script did
+    (train_seesr_sam.py:671-688): the whole ControlNet, and of the UNet only its semantic blocks
+    (``*.image_attentions.*``); the UNet's other weights stay SD2's. Both files are checked name by name,
+    shape by shape and on their architecture config first (``check_checkpoint``)."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{Path(folder).resolve()}: train.init_from not found ({SOURCES['seesr']})")
+    unet_file, controlnet_file = check_checkpoint(folder, model.unet, model.controlnet)
+    blocks = {k: v for k, v in _read_state(unet_file).items() if f".{SEMANTIC_ATTR}." in k}
+    missing, unexpected = model.unet.load_state_dict(blocks, strict=False)
+    wanted = {k for k in model.unet.state_dict() if f".{SEMANTIC_ATTR}." in k}
+    if unexpected or wanted & set(missing):
+        raise CheckpointMismatchError(f"{unet_file}: semantic blocks do not match the UNet's")
+    model.controlnet.load_state_dict(_read_state(controlnet_file), strict=True)
 
 
 def check_checkpoint(folder: str | os.PathLike[str], unet: nn.Module, controlnet: nn.Module) -> list[Path]:

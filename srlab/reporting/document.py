@@ -168,9 +168,9 @@ def _results(doc: ReportDoc, build: Path, log: Callable[[str], None]) -> None:
     if document.get("challenge"):
         doc.heading("Challenge score (FR part of the paired set + NR part of the wild set)", 3)
         doc.text(
-            "`challenge` and `score_fr` are the organisers' protocol (score_release.py: BT.601 Y, 4 px border "
-            "cut, MATLAB-form SSIM; `srlab score` computes the same); `*_pyiqa` are the labelled variant with "
-            "pyiqa's PSNR/SSIM (`evaluate.score_psnr` / `score_ssim`), as many papers report them."
+            "`challenge` and `score_fr` are the organisers' protocol (score_release.py: BT.601 Y, 4 px "
+            "border cut, MATLAB-form SSIM; `srlab score` computes the same); `*_pyiqa` are the labelled "
+            "variant with pyiqa's PSNR/SSIM (`evaluate.score_psnr` / `score_ssim`), as many papers report."
         )
         for group, methods in document["challenge"].items():
             doc.text(f"**{group}**")

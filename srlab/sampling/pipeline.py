@@ -200,7 +200,9 @@ class SRPipeline:
             dist.mean.shape, generator=generator, device=generator.device, dtype=dist.mean.dtype
         )
         sample = dist.mean + dist.std * eps.to(self.device)
-        if generator.device.type == "cpu":  # pipeline:992 draws t = randint(999, 1000) from the CPU's global RNG
+        if (
+            generator.device.type == "cpu"
+        ):  # pipeline:992 draws t = randint(999, 1000) from the CPU's global RNG
             torch.randint(999, 1000, (1,), generator=generator)
         return sample[:1] * vae.config.scaling_factor
 

@@ -183,7 +183,7 @@ def _save_state(phase: Phase, accelerator: Accelerator, out_dir: Path, step: int
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        for _, old in checkpoints(out_dir)[: -max(phase.keep_checkpoints, 1)]:
+        for _, old in checkpoints(out_dir)[: -phase.keep_checkpoints] if phase.keep_checkpoints else []:
             shutil.rmtree(old)
         if phase.on_checkpoint is not None:
             phase.on_checkpoint(step, final)

@@ -32,13 +32,15 @@ class TrainParams:
     lr: Annotated[float, Field(ge=0.0, le=1.0)]  # paper: Adam 5e-5
     adam_betas: tuple[float, float]
     weight_decay: Annotated[float, Field(ge=0.0)]  # 0: Adam as the paper (SeeSR's script uses AdamW 1e-2)
+    optimizer: Literal["adamw", "adamw8bit"]  # adamw8bit: bitsandbytes on CUDA, else AdamW (said in the log)
+    init_from: str | None  # SeeSR's released folder (unet/ + controlnet/) to start the SR phase from
     max_grad_norm: Annotated[float, Field(ge=0.0)]  # 0 disables clipping
     null_prompt_prob: Annotated[
         float, Field(ge=0.0, le=1.0)
     ]  # prompt dropped to "" (classifier-free guidance training)
     mixed_precision: Literal["no", "bf16", "fp16"]
     checkpoint_every: Annotated[int, Field(ge=0)]  # 0: only at the end
-    keep_checkpoints: Annotated[int, Field(ge=1)]
+    keep_checkpoints: Annotated[int, Field(ge=0)]  # the newest N are kept; 0: all
     log_every: Annotated[int, Field(ge=1)]
     num_workers: Annotated[int, Field(ge=0)]  # DataLoader worker processes reading the crops
     sample_images: Annotated[int, Field(ge=0)]  # validation LR images super-resolved at every checkpoint

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ from srlab.models.sr_model import (
     TINY_SCHEDULER,
     SRModel,
     build_sr_model,
+    load_seesr_init,
     predict,
     save_checkpoint,
     tiny_unet_config,
@@ -234,8 +236,22 @@ class VAEWithKL(torch.nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def _adam(params: list[torch.nn.Parameter], lr: float, tp: Any) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=lr, betas=tp.adam_betas, weight_decay=tp.weight_decay)
+def _optimizer(
+    params: list[torch.nn.Parameter], lr: float, tp: Any, kind: str, device: torch.device
+) -> torch.optim.Optimizer:
+    """AdamW (weight decay 0 is Adam); ``adamw8bit``: bitsandbytes' AdamW8bit as the authors'
+    ``--use_8bit_adam`` (train_seesr_sam.py:825-835) where it runs (CUDA), else torch's AdamW with the
+    same hyperparameters, said in the log."""
+    kwargs = {"lr": lr, "betas": tp.adam_betas, "weight_decay": tp.weight_decay}
+    if kind == "adamw8bit":
+        if device.type == "cuda" and importlib.util.find_spec("bitsandbytes") is not None:
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, **kwargs)
+        print(
+            "train.optimizer adamw8bit: needs bitsandbytes on CUDA; torch AdamW with the same hyperparameters"
+        )
+    return torch.optim.AdamW(params, **kwargs)
 
 
 def _phase(
@@ -249,12 +265,13 @@ def _phase(
     accelerator: Accelerator,
     loss_log: Path,
     ignored: tuple[str, ...] = (),
+    optimizer_kind: str = "adamw",
 ) -> loop.Phase:
     """Prepare models + optimizer with ``accelerator`` and wrap them as a ``loop.Phase``; its
     checkpoints record ``params``, and a resume compares them but for RESUME_IGNORED, PHASE_IGNORED
     and ``ignored``."""
     trainable = [p for m in models.values() for p in m.parameters() if p.requires_grad]
-    optimizer = _adam(trainable, lr, params.train)
+    optimizer = _optimizer(trainable, lr, params.train, optimizer_kind, accelerator.device)
     names = list(models)
     prepared = accelerator.prepare(*models.values(), optimizer)
     wrapped = dict(zip(names, prepared[:-1], strict=True))
@@ -397,6 +414,8 @@ def train_sr(
 
     ``allow_params_change``: resume a checkpoint trained with other params (``loop.run_phase``)."""
     model = build_sr_model(params.model, accelerator.device, torch.Generator().manual_seed(params.base.seed))
+    if params.train.init_from is not None:  # the release recipe: SeeSR's weights as the starting point
+        load_seesr_init(model, params.train.init_from)
     sr_dir = out_dir / "sr"
     feed = _feed(params, data_root, params.train.batch_size, accelerator, _start_step(sr_dir))
     tp = params.train
@@ -417,7 +436,17 @@ def train_sr(
     models = {"unet": model.unet, "controlnet": model.controlnet}
     derived = ("model.sd2_path",) if tp.prior is not None else ()  # out_dir/prior: its params are compared
     phase = _phase(
-        "sr", tp.steps, models, tp.lr, loss, save, params, accelerator, out_dir / "loss.csv", derived
+        "sr",
+        tp.steps,
+        models,
+        tp.lr,
+        loss,
+        save,
+        params,
+        accelerator,
+        out_dir / "loss.csv",
+        derived,
+        tp.optimizer,
     )
     phase.on_checkpoint = on_checkpoint
     last = loop.run_phase(phase, accelerator, sr_dir, params.base.seed, allow_params_change)
