@@ -23,16 +23,20 @@ The facts reproduced:
   change, else identity) + [norm1, silu, conv1, norm2, silu, conv2]; up/down samplers applied to each
   tile as they are (so the encoder's ``Downsample2D`` zero-pads each tile's right/bottom edge); the
   mid block (resnet, attention, resnet) after the down blocks (encoder) or before the up blocks
-  (decoder); conv_norm_out, silu, conv_out. No tanh, no dropout (eval), no dtype casts.
+  (decoder); conv_norm_out, silu, conv_out. No tanh, no dropout (eval), no dtype casts. The release
+  hard-codes 2 resnets per encoder level and 3 per decoder level (298-313) and one mid attention
+  (296, 327); we run the blocks' own resnets, which is the same for ``layers_per_block=2`` (SD).
 - Every GroupNorm (resnet norm1/norm2, the mid attention's ``group_norm``, ``conv_norm_out``) is
   shared (756-825, 458-507): each tile's **biased** var and mean per (sample, group) over its whole
   padded extent (370-380, in the tile's dtype; an fp16 var that overflows to inf is recomputed in fp32,
   470-472); the tiles' var and mean are averaged **separately** with float32 weights
   ``pixels / max(pixels)`` normalised to sum 1 (no between-tile term, so the var is an
   approximation); every tile is normalised with them, eps 1e-6, then the layer's affine (383-412).
+  The release hard-codes 32 groups (467, 507); we use the layer's ``num_groups`` (32 in the SD VAE).
   Tiles are visited in alternating directions per norm (753-815); we sum in the same order.
 - The mid-block attention is computed **per tile** (its softmax sees only the tile's tokens) as plain
-  softmax attention (136-170), with the residual added back (242-245).
+  softmax attention (136-170, diffusers' ``Attention.get_attention_scores``), with the residual added
+  back (242-245).
 - Stitching (415-426, 802-804): each tile's output is cropped to its output box and written into a
   ``torch.zeros`` float32 result, no blending. So the tiled result is float32 whatever the VAE dtype.
 
@@ -129,7 +133,9 @@ def split_tiles(height: int, width: int, tile: int, pad: int, factor: int, decod
     return tiles
 
 
-def crop_slices(boxes: TileBoxes, factor: int, decoder: bool, tile_shape: tuple[int, int]) -> tuple[slice, slice]:
+def crop_slices(
+    boxes: TileBoxes, factor: int, decoder: bool, tile_shape: tuple[int, int]
+) -> tuple[slice, slice]:
     """Where a tile's output (of spatial ``tile_shape``) holds its output box: the input box scaled like
     the output box gives the tile output's position; offsets from it are cut off (415-426)."""
 
@@ -172,12 +178,14 @@ def shared_stats(tiles: Sequence[Tensor], groups: int) -> tuple[Tensor, Tensor]:
 def normalise(x: Tensor, norm: nn.GroupNorm, var: Tensor, mean: Tensor) -> Tensor:
     """GroupNorm of ``x`` with given float32 stats ``(B, groups)``, eps 1e-6, then the layer's affine."""
     b, c = x.shape[:2]
-    grouped = x.reshape(b, norm.num_groups, -1).float()
-    out = ((grouped - mean[..., None]) * torch.rsqrt(var[..., None] + EPS)).to(x.dtype).reshape(x.shape)
+    # each (sample, group) as a batch-norm channel: (x - mean) / sqrt(var + eps) with the given stats
+    grouped = x.reshape(1, b * norm.num_groups, -1)
+    out = F.batch_norm(grouped, mean.reshape(-1), var.reshape(-1), training=False, eps=EPS).reshape(x.shape)
+    # in place, so the result keeps the normalised tile's dtype even for float32 weights under autocast
     if norm.weight is not None:
-        out = out * norm.weight.view(1, c, 1, 1)
+        out.mul_(norm.weight.view(1, c, 1, 1))
     if norm.bias is not None:
-        out = out + norm.bias.view(1, c, 1, 1)
+        out.add_(norm.bias.view(1, c, 1, 1))
     return out
 
 
@@ -207,31 +215,32 @@ def _each(fn: Callable[[Tensor], Tensor], tiles: Tiles) -> Tiles:
     return [fn(t) for t in tiles]
 
 
+def _add_residual(branch: Tiles, residual: Tiles) -> Tiles:
+    """``branch + residual`` in the branch's dtype (the release adds in place, 786); ``branch`` is fresh."""
+    return [a.add_(r) for a, r in zip(branch, residual, strict=True)]
+
+
 def _resnet(block: nn.Module, tiles: Tiles, norm: _SyncedNorm) -> Tiles:
     shortcut = block.conv_shortcut if block.conv_shortcut is not None else (lambda t: t)
     residual = _each(shortcut, tiles)
     h = _each(block.conv1, _each(F.silu, norm(block.norm1, tiles)))
     h = _each(block.conv2, _each(F.silu, norm(block.norm2, h)))
-    return [a + r for a, r in zip(h, residual, strict=True)]
+    return _add_residual(h, residual)
 
 
 def plain_attention(attn: nn.Module, x: Tensor) -> Tensor:
-    """Softmax self-attention of a (normalised) feature map over its own tokens, heads split like
-    diffusers' ``Attention``; softmax upcast when the layer says so (136-170)."""
+    """Softmax self-attention of a (normalised) feature map over its own tokens (136-170): q, k, v
+    projections, ``Attention.get_attention_scores`` (scaled ``baddbmm``, softmax upcast when the layer
+    says so, as the release calls it), heads folded into the batch, then ``to_out``."""
     b, c, h, w = x.shape
     seq = x.reshape(b, c, h * w).transpose(1, 2)
 
-    def heads(t: Tensor) -> Tensor:
-        return t.reshape(b, h * w, attn.heads, -1).transpose(1, 2)
+    def fold(t: Tensor) -> Tensor:  # (b, n, heads * d) -> (b * heads, n, d)
+        return t.reshape(b, h * w, attn.heads, -1).transpose(1, 2).reshape(b * attn.heads, h * w, -1)
 
-    q, k, v = heads(attn.to_q(seq)), heads(attn.to_k(seq)), heads(attn.to_v(seq))
-    if attn.upcast_attention:
-        q, k = q.float(), k.float()
-    scores = (q @ k.transpose(-1, -2)) * attn.scale
-    if attn.upcast_softmax:
-        scores = scores.float()
-    probs = scores.softmax(dim=-1).to(v.dtype)
-    out = (probs @ v).transpose(1, 2).reshape(b, h * w, -1)
+    q, k, v = fold(attn.to_q(seq)), fold(attn.to_k(seq)), fold(attn.to_v(seq))
+    out = torch.bmm(attn.get_attention_scores(q, k), v)
+    out = out.reshape(b, attn.heads, h * w, -1).transpose(1, 2).reshape(b, h * w, -1)
     for layer in attn.to_out:
         out = layer(out)
     return out.transpose(1, 2).reshape(b, c, h, w)
@@ -240,7 +249,7 @@ def plain_attention(attn: nn.Module, x: Tensor) -> Tensor:
 def _attention(attn: nn.Module, tiles: Tiles, norm: _SyncedNorm) -> Tiles:
     h = _each(lambda t: plain_attention(attn, t), norm(attn.group_norm, tiles))
     if attn.residual_connection:  # True in the VAE, as the release assumes (242-245)
-        h = [a + r for a, r in zip(h, tiles, strict=True)]
+        h = _add_residual(h, tiles)
     return [a / attn.rescale_output_factor for a in h]  # 1.0 in the VAE: exact no-op
 
 
