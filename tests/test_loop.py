@@ -55,6 +55,13 @@ def test_step_generator_depends_only_on_keys() -> None:
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def live_rows(out: Path, metric: str, phase: str = "toy") -> list[list[str]]:
+    """(step, value) rows of DVCLive's ``<out>/dvclive/plots/metrics/<phase>/<metric>.tsv``, header off."""
+    lines = (out / "dvclive" / "plots" / "metrics" / phase / f"{metric}.tsv").read_text().splitlines()
+    assert lines[0] == f"step\t{metric}"
+    return [line.split("\t") for line in lines[1:]]
+
+
 def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     phase, acc = toy_phase(6)
     straight = loop.run_phase(phase, acc, tmp_path / "straight", seed=3)
@@ -67,16 +74,16 @@ def test_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert resumed.name == straight.name == "checkpoint-6"
     for key, value in weights(straight).items():
         torch.testing.assert_close(weights(resumed)[key], value, rtol=0, atol=0)
-    rows = (tmp_path / "resumed" / "loss.csv").read_text().splitlines()
-    assert [r.split(",")[1] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]  # no duplicate rows
-    straight_rows = (tmp_path / "straight" / "loss.csv").read_text().splitlines()
-    assert [r.split(",")[:3] for r in straight_rows] == [r.split(",")[:3] for r in rows]  # same losses
+    rows = live_rows(tmp_path / "resumed", "loss")
+    assert [r[0] for r in rows] == ["1", "2", "3", "4", "5", "6"]  # no duplicate rows
+    assert live_rows(tmp_path / "straight", "loss") == rows  # same losses (DVCLive's TSV, as written)
+    assert [r[0] for r in live_rows(tmp_path / "resumed", "samples_per_s")] == [r[0] for r in rows]
 
 
 def test_loss_goes_down(tmp_path: Path) -> None:
     phase, acc = toy_phase(60)
     loop.run_phase(phase, acc, tmp_path, seed=0)
-    losses = [float(r.split(",")[2]) for r in (tmp_path / "loss.csv").read_text().splitlines()[1:]]
+    losses = [float(r[1]) for r in live_rows(tmp_path, "loss")]
     assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
 
 
@@ -131,8 +138,8 @@ def test_srlab_train_on_two_gloo_processes(tmp_path: Path) -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"final": str(final)}
     assert result.stdout.count('{"final"') == 1  # printed by the main process only
     assert sorted(p.name for p in final.iterdir()) == ["controlnet", "srlab_provenance.json", "unet"]
-    phases = [row.split(",")[0] for row in (tmp_path / "train" / "loss.csv").read_text().splitlines()[1:]]
-    assert set(phases) == {"prior_vae", "prior_unet", "sr"}
+    curves = tmp_path / "train" / train.LIVE_DIR / "plots" / "metrics"
+    assert {p.name for p in curves.iterdir()} == {"prior_vae", "prior_unet", "sr"}
     steps = params.train.steps
     assert [s for s, _ in loop.checkpoints(tmp_path / "train" / "sr")][-1] == steps
     p = upscale.model_params_for_inference(params, tmp_path / "train")

@@ -69,7 +69,7 @@ def test_keep_checkpoints_zero_keeps_every_checkpoint(tmp_path: Path) -> None:
 
     net = torch.nn.Linear(2, 1)
     phase = loop.Phase(
-        loss_log=tmp_path / "loss.csv", name="toy", steps=6, models={"net": net},
+        live_dir=tmp_path / "dvclive", name="toy", steps=6, models={"net": net},
         optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
         loss=lambda step, micro, gen: net(torch.randn(4, 2, generator=gen)).pow(2).mean(),
         save=lambda folder, models: None, checkpoint_every=2, keep_checkpoints=0, max_grad_norm=0.0,

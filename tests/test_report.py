@@ -271,22 +271,23 @@ def test_loss_csv_moving_average_and_errors(tmp_path: Path) -> None:
         assert report.moving_average(values, window) == pytest.approx(expected, abs=1e-12)
     with pytest.raises(ValueError, match="window must be >= 1, got 0"):
         report.moving_average(values, 0)
-    path = tmp_path / "loss.csv"
-    path.write_text(
-        "phase,step,loss,lr,steps_per_s\nprior,0,2.0,1e-4,3\nsr,0,1.0,1e-4,3\nprior,1,1.5,1e-4,3\n"
-    )
-    assert report.read_loss_csv(path) == {"prior": ([0, 1], [2.0, 1.5]), "sr": ([0], [1.0])}
-    rows = report.loss_plot_rows(report.read_loss_csv(path), 2)
-    assert rows["prior"] == [
+    live = tmp_path / "dvclive"
+    for phase, text in (("sr", "step\tloss\n0\t1.0\n"), ("prior_vae", "step\tloss\n0\t2.0\n1\t1.5\n")):
+        (live / "plots/metrics" / phase).mkdir(parents=True)
+        (live / "plots/metrics" / phase / "loss.tsv").write_text(text)
+    curves = report.read_live_losses(live)
+    assert curves == {"prior_vae": ([0, 1], [2.0, 1.5]), "sr": ([0], [1.0])}
+    assert list(curves) == ["prior_vae", "sr"]  # training order
+    rows = report.loss_plot_rows(curves, 2)
+    assert rows["prior_vae"] == [
         {"step": 0, "loss": 2.0, "loss_smoothed": 2.0},  # window 2: this value and the one before
         {"step": 1, "loss": 1.5, "loss_smoothed": 1.75},
     ]
-    path.write_text("phase,step\nsr,0\n")
-    with pytest.raises(ValueError, match=r"loss\.csv: no column\(s\) \['loss'\]"):
-        report.read_loss_csv(path)
-    path.write_text("phase,step,loss\nsr,0,nope\n")
-    with pytest.raises(ValueError, match=r"loss\.csv, line 2: step/loss not numbers"):
-        report.read_loss_csv(path)
+    (live / "plots/metrics/sr/loss.tsv").write_text("step\tloss\n0\tnope\n")
+    with pytest.raises(ValueError, match=r"loss\.tsv, line 2: step/loss not numbers"):
+        report.read_live_losses(live)
+    with pytest.raises(ValueError, match=r"no plots/metrics/<phase>/loss\.tsv"):
+        report.read_live_losses(tmp_path / "empty")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,8 +298,9 @@ def test_loss_csv_moving_average_and_errors(tmp_path: Path) -> None:
 def test_report_collects_every_stage_and_embeds_figures(fake_build: dict[str, Any], tmp_path: Path) -> None:
     build, params = fake_build["build"], fake_build["params"]
     (build / "train").mkdir(exist_ok=True)
-    (build / "train/loss.csv").write_text(
-        "phase,step,loss,lr,steps_per_s\n" + "".join(f"sr,{i},{1 / (i + 1)},1e-4,2\n" for i in range(6))
+    (build / "train/dvclive/plots/metrics/sr").mkdir(parents=True)
+    (build / "train/dvclive/plots/metrics/sr/loss.tsv").write_text(
+        "step\tloss\n" + "".join(f"{i}\t{1 / (i + 1)}\n" for i in range(6))
     )
     for method, side in (("LR", 8), ("trained", 32), ("HR", 32)):  # one held-out pair's panels
         io.write_image(photo(11, side, side), build / "train/samples/a" / f"{method}.png")

@@ -69,8 +69,10 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def losses(out: Path) -> list[list[str]]:
-    """(phase, step, loss) rows of loss.csv (the rate column is wall-clock)."""
-    return [row.split(",")[:3] for row in (out / "loss.csv").read_text().splitlines()]
+    """(phase, step, loss) rows of the DVCLive loss curves (samples/s is wall-clock)."""
+    curves = out / "dvclive" / "plots" / "metrics"
+    return [[tsv.parent.name, *row.split("\t")] for tsv in sorted(curves.glob("*/loss.tsv"))
+            for row in tsv.read_text().splitlines()[1:]]  # fmt: skip
 
 
 class Stop(Exception):

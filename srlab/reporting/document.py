@@ -11,7 +11,7 @@ saying what is missing and which stage makes it) and writes::
 
 Inputs, relative to the build folder: degrade/eval/<set>/{lr,hr} (srlab.data.eval_sets),
 infer/<set>/*.png and infer/settings.json, evaluate/metrics.json and
-summary.json (srlab.evaluation.evaluate), train/loss.csv, train/samples/ and train_validation.json,
+summary.json (srlab.evaluation.evaluate), train/dvclive/, train/samples/ and train_validation.json,
 ablations/<cell>/ (srlab.ablations.cells).
 """
 
@@ -282,11 +282,11 @@ def _checkpoint_samples(doc: ReportDoc, folder: Path, limit: int) -> None:
 
 def _training(doc: ReportDoc, rp: ReportParams, build: Path, out: Path, log: Callable[[str], None]) -> None:
     doc.heading("Training")
-    loss = build / "train" / "loss.csv"
-    if not loss.is_file():
+    loss = build / "train" / "dvclive"
+    if not (loss / "plots" / "metrics").is_dir():
         _missing(doc, "training log", loss, "train", log)
     else:
-        curves = figures.read_loss_csv(loss)
+        curves = figures.read_live_losses(loss)
         doc.figure(figures.loss_figure(curves, rp.loss_window), "loss", f"training loss ({loss})")
         for phase, rows in figures.loss_plot_rows(curves, rp.loss_window).items():
             metrics.write_rows_csv(rows, out / "plots" / "loss" / f"{phase}.csv")

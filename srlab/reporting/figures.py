@@ -8,7 +8,6 @@ collects them lives in srlab.reporting.document.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +19,6 @@ import torch.nn.functional as F
 from matplotlib.patches import Rectangle
 
 Box = tuple[int, int, int, int]  # (top, left, height, width), as srlab.data.build
-LOSS_COLUMNS = ("phase", "step", "loss")
 _LUMA = (0.299, 0.587, 0.114)
 
 # ---------------------------------------------------------------------------------------------
@@ -152,25 +150,29 @@ def show_images(images: Sequence[torch.Tensor], titles: Sequence[str], height: f
 # ---------------------------------------------------------------------------------------------
 
 
-def read_loss_csv(path: str | os.PathLike[str]) -> dict[str, tuple[list[int], list[float]]]:
-    """build/train/loss.csv (columns phase, step, loss, ...) -> {phase: (steps, losses)}, file order."""
-    path = Path(path)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in LOSS_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path}: no column(s) {missing}; the train stage writes {', '.join(LOSS_COLUMNS)}"
-            )
-        curves: dict[str, tuple[list[int], list[float]]] = {}
-        for line, row in enumerate(reader, start=2):
+PHASE_ORDER = ("prior_vae", "prior_unet", "sr")  # the train stage's phases, in training order
+
+
+def read_live_losses(folder: str | os.PathLike[str]) -> dict[str, tuple[list[int], list[float]]]:
+    """The train stage's DVCLive folder -> {phase: (steps, losses)} from ``plots/metrics/<phase>/loss.tsv``,
+    phases in training order (unknown ones after, by name)."""
+    folder = Path(folder)
+    files = sorted((folder / "plots" / "metrics").glob("*/loss.tsv"))
+    if not files:
+        raise ValueError(
+            f"{folder}: no plots/metrics/<phase>/loss.tsv; the train stage writes them (DVCLive)"
+        )
+    rank = {name: i for i, name in enumerate(PHASE_ORDER)}
+    curves: dict[str, tuple[list[int], list[float]]] = {}
+    for path in sorted(files, key=lambda p: (rank.get(p.parent.name, len(rank)), p.parent.name)):
+        steps, losses = curves.setdefault(path.parent.name, ([], []))
+        for line, row in enumerate(path.read_text().splitlines()[1:], start=2):
             try:
-                step, loss = int(row["step"]), float(row["loss"])
-            except (TypeError, ValueError) as err:
+                step, loss = row.split("\t")[:2]
+                steps.append(int(step))
+                losses.append(float(loss))
+            except ValueError as err:
                 raise ValueError(f"{path}, line {line}: step/loss not numbers ({err})") from err
-            steps, losses = curves.setdefault(row["phase"], ([], []))
-            steps.append(step)
-            losses.append(loss)
     return curves
 
 

@@ -20,7 +20,6 @@ unless ``run_phase(..., allow_params_change=True)``.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import shutil
@@ -36,7 +35,6 @@ from tqdm.auto import tqdm
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_FILE = "trainer_state.pt"
-LOSS_COLUMNS = ("phase", "step", "loss", "lr", "steps_per_s")
 _SHOWN = 10  # offending keys listed per kind in a ResumeError
 
 
@@ -75,7 +73,8 @@ class Phase:
     log_every: int = 10
     on_checkpoint: Callable[[int, Path], None] | None = None
     extra_state: dict[str, Any] = field(default_factory=dict)  # recorded in every checkpoint
-    loss_log: Path | None = None  # CSV shared by phases (column `phase`); None: <out_dir>/loss.csv
+    live_dir: Path | None = None  # DVCLive folder shared by phases (``_LiveLog``); None: <out_dir>/dvclive
+    samples_per_step: int = 1  # samples one optimizer step sees over all processes (the samples/s curve)
     # The run's params as nested plain data (params.yaml sections), recorded in every checkpoint and,
     # on resume, compared with the checkpoint's (None: neither recorded nor checked).
     params: Mapping[str, Any] | None = None
@@ -118,7 +117,7 @@ def run_phase(
             return last
     models = list(phase.models.values())
     params = [p for m in models for p in m.parameters() if p.requires_grad]
-    log = _LossLog(phase.loss_log or out_dir / "loss.csv", phase.name, start, accelerator.is_main_process)
+    log = _LiveLog(phase.live_dir or out_dir / "dvclive", phase.name, start, accelerator.is_main_process)
     bar = tqdm(
         range(start, phase.steps),
         initial=start,
@@ -149,7 +148,9 @@ def run_phase(
         tick = now
         bar.set_postfix(loss=f"{loss_avg:.4f}", it_s=f"{rate:.2f}")
         if (step + 1) % phase.log_every == 0 or step + 1 == phase.steps:
-            log.write(step + 1, loss_avg, phase.optimizer.param_groups[0]["lr"], rate)
+            log.write(
+                step + 1, loss_avg, phase.optimizer.param_groups[0]["lr"], rate * phase.samples_per_step
+            )
         every = phase.checkpoint_every
         if step + 1 == phase.steps or (every and (step + 1) % every == 0):
             last_dir = _save_state(phase, accelerator, out_dir, step + 1)
@@ -376,31 +377,33 @@ def load_state(
         scaler.load_state_dict(state["scaler"])
 
 
-class _LossLog:
-    """loss.csv for DVC plots; on resume, rows past the resumed step are dropped (no duplicates)."""
+class _LiveLog:
+    """The phase's training curves through DVCLive in ``folder`` (``dvc plots show``, ``dvc exp show``):
+    ``<phase>/loss``, ``<phase>/lr`` and ``<phase>/samples_per_s`` at every logged step, the last values
+    in ``metrics.json``. Phases share the folder, each under its own name. On resume, rows past the resumed
+    step are dropped first, so a resumed run's curves equal an uninterrupted run's."""
 
-    def __init__(self, path: Path, phase: str, start: int, active: bool) -> None:
-        self.path, self.phase, self.active = path, phase, active
+    def __init__(self, folder: Path, phase: str, start: int, active: bool) -> None:
+        self.phase, self.live = phase, None
         if not active:
             return
-        rows = self._read()
-        rows = [r for r in rows if r["phase"] != phase or int(r["step"]) <= start]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._write_all(rows)
+        for tsv in (folder / "plots" / "metrics" / phase).glob("*.tsv"):
+            lines = tsv.read_text().splitlines()
+            kept = [lines[0], *(r for r in lines[1:] if int(r.split("\t")[0]) <= start)]
+            tsv.write_text("\n".join(kept) + "\n")
+        self.live = open_live(folder)
 
-    def _read(self) -> list[dict[str, str]]:
-        if not self.path.is_file():
-            return []
-        with self.path.open() as f:
-            return list(csv.DictReader(f))
+    def write(self, step: int, loss: float, lr: float, samples_per_s: float) -> None:
+        if self.live is not None:
+            self.live.step = step
+            for name, value in (("loss", loss), ("lr", lr), ("samples_per_s", samples_per_s)):
+                self.live.log_metric(f"{self.phase}/{name}", value)
+            self.live.make_summary()
 
-    def _write_all(self, rows: Iterable[dict[str, Any]]) -> None:
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, LOSS_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
 
-    def write(self, step: int, loss: float, lr: float, rate: float) -> None:
-        if self.active:
-            with self.path.open("a", newline="") as f:
-                csv.writer(f).writerow([self.phase, step, f"{loss:.6g}", f"{lr:.3g}", f"{rate:.3g}"])
+def open_live(folder: str | os.PathLike[str]) -> Any:
+    """A DVCLive logger on ``folder`` that appends to what is there and writes nothing else: no report,
+    no DVC experiment of its own, no edit of the project's dvc.yaml (the stage declares the plots)."""
+    from dvclive import Live
+
+    return Live(str(folder), resume=True, report=None, save_dvc_exp=False, dvcyaml=None)

@@ -16,7 +16,7 @@ from typing import Any
 from srlab import io
 from srlab.config import Params, load_params
 from srlab.data.eval_sets import find_eval_sets
-from srlab.training import train, validate
+from srlab.training import loop, train, validate
 
 SECTIONS = train.SECTIONS
 
@@ -47,6 +47,12 @@ def run_stage(
             io.write_image(image, out_dir / "samples" / name / f"{method}.png")
     with io.atomic_path(validation_json) as tmp:
         tmp.write_text(json.dumps({r["method"]: r for r in rows}, indent=1) + "\n")
+    live = loop.open_live(out_dir / train.LIVE_DIR)  # the held-out scores beside the curves (dvc exp show)
+    for row in rows:
+        for key in ("psnr", "ssim", "val_loss"):
+            if key in row:
+                live.log_metric(f"val/{row['method']}/{key}", row[key], plot=False)
+    live.make_summary()
     return rows
 
 

@@ -56,6 +56,8 @@ from srlab.sampling.params import PRESETS, InferParams
 from srlab.training import loop
 from srlab.training.params import TrainParams
 
+LIVE_DIR = "dvclive"  # the train stage's DVCLive folder: every phase's curves, validation scores
+
 # What the train stage reads (dvc.yaml `params`): data/degrade for the Dataset and the scale; of infer,
 # only the synthetic track's sampler and the device, for the validation samples (a change to the wild
 # track's settings does not re-run training).
@@ -263,9 +265,10 @@ def _phase(
     save: Callable[[Path, dict[str, torch.nn.Module]], None],
     params: Params,
     accelerator: Accelerator,
-    loss_log: Path,
+    live_dir: Path,
     ignored: tuple[str, ...] = (),
     optimizer_kind: str = "adamw",
+    batch: int = 1,
 ) -> loop.Phase:
     """Prepare models + optimizer with ``accelerator`` and wrap them as a ``loop.Phase``; its
     checkpoints record ``params``, and a resume compares them but for RESUME_IGNORED, PHASE_IGNORED
@@ -277,7 +280,8 @@ def _phase(
     wrapped = dict(zip(names, prepared[:-1], strict=True))
     tp = params.train
     return loop.Phase(
-        loss_log=loss_log,
+        live_dir=live_dir,
+        samples_per_step=batch * accelerator.gradient_accumulation_steps * accelerator.num_processes,
         name=name,
         steps=steps,
         models=wrapped,
@@ -344,7 +348,8 @@ def train_prior(
         save_vae,
         params,
         accelerator,
-        out_dir / "loss.csv",
+        out_dir / LIVE_DIR,
+        batch=batch_size,
     )
     loop.run_phase(phase, accelerator, vae_dir, seed, allow_params_change)
     vae = accelerator.unwrap_model(phase.models["vae"]).vae.requires_grad_(False).eval()
@@ -385,7 +390,8 @@ def train_prior(
         save_unet,
         params,
         accelerator,
-        out_dir / "loss.csv",
+        out_dir / LIVE_DIR,
+        batch=batch_size,
     )
     loop.run_phase(phase, accelerator, unet_dir, seed, allow_params_change)
     unet = accelerator.unwrap_model(phase.models["unet"])
@@ -444,9 +450,10 @@ def train_sr(
         save,
         params,
         accelerator,
-        out_dir / "loss.csv",
+        out_dir / LIVE_DIR,
         derived,
         tp.optimizer,
+        tp.batch_size,
     )
     phase.on_checkpoint = on_checkpoint
     last = loop.run_phase(phase, accelerator, sr_dir, params.base.seed, allow_params_change)

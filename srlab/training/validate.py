@@ -21,7 +21,14 @@ from srlab.evaluation import fullref
 from srlab.models.sr_model import build_sr_model
 from srlab.sampling.pipeline import SRPipeline
 from srlab.sampling.upscale import build_pipeline, image_seed, model_params_for_inference
-from srlab.training.train import centre_crop_pair, sr_model_params, validation_batches, validation_loss
+from srlab.training import loop
+from srlab.training.train import (
+    LIVE_DIR,
+    centre_crop_pair,
+    sr_model_params,
+    validation_batches,
+    validation_loss,
+)
 
 VAL_SET = "val"  # the held-out photos (degrade stage); infer.set_presets may name it
 
@@ -118,6 +125,7 @@ def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callab
             gen = torch.Generator(device=pipe.device).manual_seed(image_seed(params.base.seed, name))
             images += [lr, pipe(lr, settings, gen, name=name), hr]
         out.mkdir(parents=True, exist_ok=True)
-        io.write_image(strip(images, columns=3), out / f"step_{step:06d}.png")
+        path = io.write_image(strip(images, columns=3), out / f"step_{step:06d}.png")
+        loop.open_live(train_dir / LIVE_DIR).log_image(f"sr/{path.name}", path)  # DVCLive's image plots
 
     return sample
