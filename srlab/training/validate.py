@@ -7,7 +7,6 @@ semantic blocks at their initialisation), and the PSNR/SSIM of their SR outputs 
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,6 @@ from srlab.training.train import (
     validation_loss,
 )
 
-VAL_SET = "val"  # the held-out photos (degrade stage); infer.set_presets may name it
-
 
 def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeline]:
     """{"untrained": prior only, "trained": prior + final weights}, both on the CPU in fp32."""
@@ -47,7 +44,7 @@ def trained_and_untrained(params: Params, train_dir: Path) -> dict[str, SRPipeli
 def held_out_pairs(params: Params, val_dir: Path, n: int = 0) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     """(name, HR, LR) of the first ``n`` held-out pairs (0: all), cut to their centre ``train.val_crop``
     (0: whole images); the images that validation scores and samples."""
-    crop, scale = params.train.val_crop, params.infer.sampler("synthetic", VAL_SET).upscale
+    crop, scale = params.train.val_crop, params.infer.sampler("synthetic", val_dir.name).upscale
     pairs = []
     for path in io.list_images(val_dir / "hr")[: n or None]:
         hr, lr = io.read_image(path), io.read_image(val_dir / "lr" / path.name)
@@ -61,7 +58,7 @@ def compare(
     """One row per method (bicubic / untrained / trained): validation loss, PSNR and SSIM (RGB), and
     the images of the first ``keep`` pairs ({name: {"LR", "bicubic", "untrained", "trained", "HR"}})."""
     pipes = trained_and_untrained(params, train_dir)
-    settings = params.infer.sampler("synthetic", VAL_SET)
+    settings = params.infer.sampler("synthetic", val_dir.name)
     scale = settings.upscale
     crop = params.data.loader.crop_size
     batches = validation_batches(val_dir, crop, params.train.batch_size, scale)
@@ -102,19 +99,12 @@ def strip(images: list[torch.Tensor], columns: int) -> torch.Tensor:
     return torch.cat(rows, dim=1)
 
 
-def with_steps(params: Params, steps: int) -> Params:
-    """``params`` with the synthetic sampler at ``steps`` steps (cheaper checks on the CPU)."""
-    infer = params.infer
-    fewer = dataclasses.replace(infer.sampler("synthetic", VAL_SET), steps=steps)
-    return params.replace(infer=infer.with_sampler("synthetic", fewer, VAL_SET))
-
-
 def checkpoint_sampler(params: Params, train_dir: Path, val_dir: Path) -> Callable[[int, Path], None]:
     """A ``train_sr`` ``on_checkpoint`` hook: the centre crops of the first ``train.sample_images``
     held-out pairs super-resolved with that checkpoint's weights, saved as one strip (LR, SR, HR per
     pair, LR enlarged by pixel repetition) in ``train_dir/samples/checkpoints/step_NNNNNN.png``: how the
     output evolves during training."""
-    settings = params.infer.sampler("synthetic", VAL_SET)
+    settings = params.infer.sampler("synthetic", val_dir.name)
     pairs = held_out_pairs(params, val_dir, params.train.sample_images)
     out = train_dir / "samples" / "checkpoints"
 
