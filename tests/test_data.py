@@ -255,6 +255,6 @@ def test_train_pairs_dataset(tmp_path: Path, folders: Path) -> None:
         datasets.TrainPairs(tmp_path / "out", params.data.loader, 0, parts=("hr",)).sample_weights(
             params.degrade.train.mix
         )
-    big = LoaderParams(crop_size=64, hflip_prob=0.5, lr_upsample="bicubic")
+    big = LoaderParams(crop_size=64, hflip_prob=0.5, lr_upsample="bicubic", order="mixed")
     with pytest.raises(ValueError, match=r"data\.loader\.crop_size 64 must be <= the stored crops"):
         datasets.TrainPairs(tmp_path / "out", big, seed=0)

@@ -211,6 +211,7 @@ def test_release_output_is_8_bit_and_exactly_upscale_times_the_input(pipe: SRPip
         ("cat, None,clean, high-resolution, 8k", "cat"),  # SeeSR's run script passes --prompt None
         ("cat, dog, ,", "cat, dog"),  # empty added prompt
         ("cat, dog", "cat, dog"),  # a plain tag file
+        ("cat, dog,", "cat, dog,"),  # the training tag files' format (make_tags.py), kept as is
     ],
 )
 def test_released_prompt_files_give_their_tags_alone(text: str, tags: str) -> None:

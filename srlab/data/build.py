@@ -12,13 +12,19 @@ leaves nothing that DVC or the next stage would take for a data set)::
 Training components (``degrade.train``; drawn in the ratios ``degrade.train.mix``, see ``TrainPairs``):
 
 - ``hr``: random HR crops of the photos in ``data.hr_train_dir``; LR is bicubic x scale with
-  probability ``bicubic_prob``, else ``hr_pipeline``.
+  probability ``bicubic_prob`` (antialiased or not: ``bicubic_antialias``; one coin per
+  ``bicubic_group`` consecutive crops, as the release's batch of 10), else ``hr_pipeline``.
 - ``paired``: the official paired set (``data.paired_dir`` with hr/ and lr/) cut into overlapping
   crops (``paired_overlap``), each LR crop the same box / scale. Without one (the tiny profile),
   ``data.paired_holdout`` photos are set aside and paired with ``paired_pipeline``'s LR of the whole
   photo, then cut the same way, so the cutting code runs on every profile.
-- ``wild``: the paired set's HR crops through ``wild_pipeline`` (no downsampling). Their manifest
-  entries point at the paired HR crop file.
+- ``wild``: the paired set's HR crops through ``wild_pipeline``, at that pipeline's scale (the
+  tiny/paper ``wild``: x1; the release's third component: x4), bicubic with ``wild_bicubic_prob``
+  (same antialias and grouping as ``hr``). Their manifest entries point at the paired HR crop file.
+
+``sharpen_target`` (an op name, e.g. the release's USM): every saved training HR crop goes through it
+(own generator, key (seed, "sharpen", part, name)); every LR is made from the unsharpened crop, so the
+LRs are those of ``sharpen_target: null``. The manifest then records the op under "target".
 
 The HR photos are split by a seeded hash of their names (stable when photos are added): validation
 (``data.val_fraction``, written as the eval set ``val``), the paired stand-in, and the rest.
@@ -47,7 +53,7 @@ import torch.nn.functional as F
 
 from srlab import io
 from srlab.config import Params, as_dict
-from srlab.data.degrade import degrade, sample_generator
+from srlab.data.degrade import apply_op, degrade, sample_generator
 from srlab.data.degrade_params import DegradeParams
 from srlab.data.ops import bernoulli, randint
 from srlab.data.params import DataParams
@@ -73,8 +79,9 @@ def center_crop_to_multiple(
     return image[:, top : top + ch, left : left + cw], (top, left, ch, cw)
 
 
-def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
-    """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize).
+def bicubic_downsample(image: torch.Tensor, scale: int, antialias: bool = True) -> torch.Tensor:
+    """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize), or with
+    ``antialias=False`` torch's plain bicubic decimation (a = -0.75, F.interpolate's default).
 
     Computed in float64 and rounded to 8-bit levels (srlab.io.to_levels), so the file is the
     same on any thread count and CPU (srlab.data.degrade).
@@ -83,7 +90,7 @@ def bicubic_downsample(image: torch.Tensor, scale: int) -> torch.Tensor:
     if h % scale or w % scale:
         raise ValueError(f"image size {h}x{w} does not divide by scale {scale}")
     x = image[None].to(torch.float64)
-    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=True)
+    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=antialias)
     return (to_levels(lr[0]) / 255).to(image.dtype)
 
 
@@ -206,8 +213,42 @@ def _degraded(
     return result.lr[0], result.records[0]
 
 
+def _bicubic_coin(params: Params, part: str, prob: float, index: int, generator: torch.Generator) -> bool:
+    """Is crop ``index`` (build order) of component ``part`` bicubic? ``generator`` draws the coin
+    (always, so the pipeline's draws do not depend on the grouping); with bicubic_group > 1 the coin
+    of the crop's group, from its own generator, is used instead."""
+    coin = bool(bernoulli(1, prob, generator).item())
+    group = params.degrade.train.bicubic_group
+    if group == 1:
+        return coin
+    grouped, _ = sample_generator(params.base.seed, f"{part}-bicubic", index // group)
+    return bool(bernoulli(1, prob, grouped).item())
+
+
+def _lr_of(
+    hr: torch.Tensor, params: Params, pipeline: str, bicubic: bool, generator: torch.Generator
+) -> tuple[torch.Tensor, str, list]:
+    """(LR, lr_from, records): bicubic x scale, or ``pipeline`` drawing from ``generator``."""
+    if bicubic:
+        lr = bicubic_downsample(hr, params.degrade.scale, params.degrade.train.bicubic_antialias)
+        return lr, "bicubic", []
+    lr, records = _degraded(hr, params, pipeline, generator)
+    return lr, pipeline, records
+
+
+def _target(hr: torch.Tensor, params: Params, part: str, name: str) -> tuple[torch.Tensor, dict]:
+    """The HR crop as saved: through degrade.train.sharpen_target if set; and the manifest's extra keys."""
+    op = params.degrade.train.sharpen_target
+    if op is None:
+        return hr, {}
+    generator, seed = sample_generator(params.base.seed, "sharpen", part, name)
+    result = apply_op(hr[None], params.degrade, op, generator)
+    return result.lr[0], {"target": {"seed": seed, "records": result.records[0]}}
+
+
 def _hr_component(photos: Sequence[Path], params: Params, out: _Writer) -> None:
     train, scale, seed = params.degrade.train, params.degrade.scale, params.base.seed
+    index = 0  # crops in build order (the bicubic groups)
     for path in photos:
         image = out.read_for_crop(path, train.crop_size)
         if image is None:
@@ -215,15 +256,14 @@ def _hr_component(photos: Sequence[Path], params: Params, out: _Writer) -> None:
         positions, _ = sample_generator(seed, "hr-crops", path.name)
         boxes = random_boxes(*image.shape[1:], train.crop_size, train.hr_crops_per_image, positions)
         for k, box in enumerate(boxes):
-            hr = cut(image, box)
+            hr, name = cut(image, box), f"{path.stem}_{k:03d}"
             generator, sample_seed = sample_generator(seed, "hr", path.name, k)
-            if bernoulli(1, train.bicubic_prob, generator).item():
-                lr, lr_from, records = bicubic_downsample(hr, scale), "bicubic", []
-            else:
-                lr, records = _degraded(hr, params, train.hr_pipeline, generator)
-                lr_from = train.hr_pipeline
-            meta = dict(scale=scale, lr_from=lr_from, seed=sample_seed, degradation=records)
-            out.add("train", "hr", f"{path.stem}_{k:03d}", path, box, hr, lr, meta)
+            bicubic = _bicubic_coin(params, "hr", train.bicubic_prob, index, generator)
+            lr, lr_from, records = _lr_of(hr, params, train.hr_pipeline, bicubic, generator)
+            saved, extra = _target(hr, params, "hr", name)
+            meta = dict(scale=scale, lr_from=lr_from, seed=sample_seed, degradation=records, **extra)
+            out.add("train", "hr", name, path, box, saved, lr, meta)
+            index += 1
 
 
 def _paired_sources(photos: Sequence[Path], params: Params, out: _Writer) -> Iterator[tuple]:
@@ -254,18 +294,34 @@ def _paired_sources(photos: Sequence[Path], params: Params, out: _Writer) -> Ite
 
 
 def _paired_and_wild_components(photos: Sequence[Path], params: Params, out: _Writer) -> None:
+    """Per paired photo: its crops (component paired), then each crop (unsharpened) through the wild
+    pipeline (component wild); the manifest lists all paired samples before all wild ones."""
     train, scale, seed = params.degrade.train, params.degrade.scale, params.base.seed
-    paired = []
+    wild_scale = scale if params.degrade.pipelines[train.wild_pipeline].downsample else 1
+    start, index = len(out.samples), 0
     for path, hr, lr, meta in _paired_sources(photos, params, out):
         for j, box in enumerate(tile_boxes(*hr.shape[1:], train.crop_size, train.paired_overlap, scale)):
-            crops = cut(hr, box), cut(lr, box, scale)
-            paired.append(out.add("train", "paired", f"{path.stem}_{j:03d}", path, box, *crops, meta))
-    for s in paired:  # the wild component: the paired HR crops, degraded at full size
-        generator, sample_seed = sample_generator(seed, "wild", s["id"])
-        lr, records = _degraded(io.read_image(out.root / s["hr"]), params, train.wild_pipeline, generator)
-        meta = dict(scale=1, lr_from=train.wild_pipeline, seed=sample_seed, degradation=records)
-        name, source = s["id"].removeprefix("paired_"), Path(s["source"])
-        out.add("train", "wild", name, source, s["crop_box"], s["hr"], lr, {**meta, "hr_size": s["hr_size"]})
+            name = f"{path.stem}_{j:03d}"
+            crop = cut(hr, box)
+            saved, extra = _target(crop, params, "paired", name)
+            s = out.add("train", "paired", name, path, box, saved, cut(lr, box, scale), {**meta, **extra})
+            # the wild component: the unsharpened crop through wild_pipeline; its HR is the paired file
+            generator, sample_seed = sample_generator(seed, "wild", s["id"])
+            if train.wild_bicubic_prob > 0:
+                coin_gen, _ = sample_generator(seed, "wild-bicubic", s["id"])
+                bicubic = _bicubic_coin(params, "wild", train.wild_bicubic_prob, index, coin_gen)
+            else:
+                bicubic = False
+            wild_lr, lr_from, records = _lr_of(crop, params, train.wild_pipeline, bicubic, generator)
+            wild_meta = dict(
+                scale=wild_scale, lr_from=lr_from, seed=sample_seed, degradation=records, **extra
+            )
+            out.add(
+                "train", "wild", name, path, box, s["hr"], wild_lr, {**wild_meta, "hr_size": s["hr_size"]}
+            )
+            index += 1
+    mine = out.samples[start:]
+    out.samples[start:] = sorted(mine, key=lambda s: s["part"] == "wild")  # stable: paired, then wild
 
 
 def build_eval_sets(params: Params, out: _Writer, extra: Mapping[str, Sequence[Path]] | None = None) -> None:

@@ -27,8 +27,13 @@ class TrainPairs(Dataset):
     ControlNet takes the LR upsampled to the HR size, so every sample gives the training loop one LR size.
 
     Randomness: each item draws from a generator seeded by (seed, epoch, index), so crops and flips
-    are the same for any number of DataLoader workers; call ``set_epoch`` at each epoch. Draw the
-    components in the ratios of degrade.train.mix with ``WeightedRandomSampler(sample_weights(mix))``.
+    are the same for any number of DataLoader workers; call ``set_epoch`` at each epoch.
+
+    Which samples a step sees (``loader.order``), by ``batch_indices``, a pure function of the micro-step
+    (so a resumed run sees what an uninterrupted one would): ``mixed`` draws them i.i.d. with
+    ``sample_weights(degrade.train.mix)``; ``sorted`` walks ``sorted_indices`` (every pair once per
+    epoch, in path order, no shuffle: the release's DataLoader) with the batches dealt round-robin to
+    the processes, as Accelerate shards a DataLoader.
     """
 
     def __init__(
@@ -47,6 +52,9 @@ class TrainPairs(Dataset):
                     f"data.loader.crop_size {loader.crop_size} must be <= the stored crops ({s['hr_size']}, "
                     f"degrade.train.crop_size) and a multiple of the scale {s['scale']}"
                 )
+
+        # path order of the stored LR files (train/lr/<part>_<name>.png): hr, then paired, then wild
+        self.sorted_indices = sorted(range(len(self.samples)), key=lambda i: self.samples[i]["lr"])
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -77,8 +85,37 @@ class TrainPairs(Dataset):
             "id": s["id"],
         }
 
-    def sample_weights(self, mix: Mapping[str, float]) -> torch.Tensor:
-        """(N,) float64 weights giving each part its share of ``mix`` (for WeightedRandomSampler)."""
+    def batch_indices(
+        self,
+        step: int,
+        rank: int,
+        world: int,
+        batch_size: int,
+        weights: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """(batch_size,) int64 sample indices of global micro-step ``step`` on process ``rank`` of ``world``.
+
+        mixed: ``torch.multinomial(weights, batch_size, replacement=True, generator)``. sorted: positions
+        ((step * world + rank) * batch_size + j) of the endless sequence of epochs, each epoch
+        ``sorted_indices`` (``weights`` and ``generator`` unused); epoch = position // len(self).
+        """
+        if self.loader.order == "mixed":
+            return torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+        start = (step * world + rank) * batch_size
+        positions = (start + torch.arange(batch_size, dtype=torch.int64)) % len(self.samples)
+        return torch.tensor(self.sorted_indices, dtype=torch.int64)[positions]
+
+    def sample_weights(self, mix: Mapping[str, float] | str) -> torch.Tensor:
+        """(N,) float64 weights giving each part its share of ``mix`` (for WeightedRandomSampler);
+        ``mix="proportional"``: every sample the same weight, so each part's share is its size."""
+        if self.loader.order == "sorted" and mix != "proportional":
+            raise ValueError(
+                "data.loader.order: sorted visits every pair once per epoch, so each component's share is"
+                f" its size: set degrade.train.mix: proportional (it is {dict(mix)})"
+            )
+        if mix == "proportional":
+            return torch.full((len(self.samples),), 1.0 / len(self.samples), dtype=torch.float64)
         counts: dict[str, int] = {}
         for s in self.samples:
             counts[s["part"]] = counts.get(s["part"], 0) + 1

@@ -121,6 +121,17 @@ def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: t
     return Degraded(lr=(to_levels(out) / 255).to(hr.dtype), records=records)
 
 
+def apply_op(img: torch.Tensor, params: DegradeParams, name: str, generator: torch.Generator) -> Degraded:
+    """One shape-preserving op of params.ops (not a resize or a choice) on a batch, as a pipeline step:
+    float64 inside, 8-bit levels out (e.g. degrade.train.sharpen_target on the saved HR crops)."""
+    if isinstance(params.ops[name], (ResizeOp, ChoiceOp)):
+        raise ValueError(f"{name!r} is a {params.ops[name].op} op: it would change the size")
+    ops.check_images(img)
+    records: list[list[dict[str, Any]]] = [[] for _ in range(img.shape[0])]
+    out = _step(img.to(torch.float64), name, params, tuple(img.shape[-2:]), generator, records)
+    return Degraded(lr=(to_levels(out) / 255).to(img.dtype), records=records)
+
+
 def _step(
     img: torch.Tensor,
     name: str,

@@ -39,8 +39,9 @@ class BlurOp:
     types: probs(dict[KernelType, float])  # kernel family -> probability
     sigma: span(0.01, 50.0, of=float)  # px, each principal axis
     rotation: span(-1.0, 1.0, of=float)  # x pi rad, anisotropic kernels
-    betag: span(0.01, 20.0, one=True, of=float)  # generalized Gaussian shape
-    betap: span(0.01, 20.0, one=True, of=float)  # plateau shape
+    # shapes, drawn as BasicSR: half U(lo, 1), half U(1, hi); with hi < 1 the latter is U(hi, 1)
+    betag: span(0.01, 20.0, of=float)  # generalized Gaussian shape
+    betap: span(0.01, 20.0, of=float)  # plateau shape
     sinc_prob: Annotated[
         float, Field(ge=0.0, le=1.0)
     ]  # P(a sinc (ringing) kernel instead of the families above)
@@ -183,11 +184,22 @@ class TrainSetParams:
     crop_size: Annotated[int, Field(ge=8, le=8192)]  # HR crop side written to train/ (paper: 512)
     hr_crops_per_image: Annotated[int, Field(ge=1)]  # component hr: random crops per HR photo
     bicubic_prob: Annotated[float, Field(ge=0.0, le=1.0)]  # component hr: P(LR = bicubic), else hr_pipeline
+    bicubic_antialias: bool  # the bicubic LR: antialiased (PIL/MATLAB) or plain F.interpolate (aliased)
+    bicubic_group: Annotated[int, Field(ge=1)]  # one bicubic coin per this many consecutive crops
     hr_pipeline: str
     paired_overlap: Annotated[int, Field(ge=0)]  # component paired: px shared by neighbouring crops
     paired_pipeline: str  # makes the stand-in paired set when data.paired_dir is null
-    wild_pipeline: str  # component wild: the paired set's HR crops through this pipeline
-    mix: probs(dict[Literal["hr", "paired", "wild"], float])  # share of draws per component
+    wild_pipeline: str  # component wild: the paired set's HR crops through this pipeline (its scale)
+    wild_bicubic_prob: Annotated[float, Field(ge=0.0, le=1.0)]  # component wild: P(LR = bicubic); x4 only
+    sharpen_target: str | None  # an op of degrade.ops applied to every saved training HR (not to its LR)
+    # share of draws per component, or `proportional`: each component's share is its size
+    mix: dict[Literal["hr", "paired", "wild"], float] | Literal["proportional"]
+
+    def __post_init__(self) -> None:
+        if self.mix != "proportional":
+            shares = list(self.mix.values())
+            if not shares or min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-6:
+                raise ValueError("mix: probabilities must be >= 0 and sum to 1")
 
 
 @schema
@@ -222,6 +234,15 @@ class DegradeParams:
                 if name not in self.pipelines:
                     raise ValueError(f"{key}: unknown pipeline {name!r}; known: {', '.join(self.pipelines)}")
         t = self.train
+        if t.sharpen_target is not None:
+            self._check_names((t.sharpen_target,), "train.sharpen_target")
+            if isinstance(self.ops[t.sharpen_target], (ResizeOp, ChoiceOp)):
+                raise ValueError("train.sharpen_target: a resize or choice op would change the target's size")
+        if t.wild_bicubic_prob > 0 and not self.pipelines[t.wild_pipeline].downsample:
+            raise ValueError(
+                f"train.wild_bicubic_prob {t.wild_bicubic_prob} needs a downsampling wild_pipeline"
+                f" ({t.wild_pipeline!r} keeps the size)"
+            )
         if t.crop_size % self.scale or t.paired_overlap % self.scale or t.paired_overlap >= t.crop_size:
             raise ValueError(
                 f"train: crop_size {t.crop_size} and paired_overlap {t.paired_overlap} must be multiples"

@@ -18,6 +18,9 @@ class LoaderParams:
     ]  # HR side of the random training crop (LR crop: crop_size / scale)
     hflip_prob: Annotated[float, Field(ge=0.0, le=1.0)]  # P(horizontal flip), HR and LR together
     lr_upsample: Literal["bicubic", "bilinear", "nearest"]  # LR is returned at HR size (SeeSR's ControlNet)
+    # mixed: i.i.d. draws with degrade.train.mix; sorted: every pair once per epoch in path order
+    # (train/lr/<part>_<name>.png: hr, paired, wild), no shuffle, as the release (needs mix: proportional)
+    order: Literal["mixed", "sorted"]
 
 
 @schema

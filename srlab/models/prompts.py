@@ -53,16 +53,21 @@ class NoTags:
 
 def released_tags(text: str) -> str:
     """The tags of a prompt file the released script writes with ``--save_prompts`` (script:245-249):
-    ``f"{tags}, {prompt}," + added_prompt``, so the first comma not followed by a space ends
-    ``{tags}, {prompt}`` (tags are joined by ", "). Plain tag text (no such comma) is returned as is.
-    The prompt and added prompt it held are dropped: srlab appends the sampler settings' own."""
+    ``f"{tags}, {prompt}," + added_prompt``. Tags are joined by ", ", so the first comma not followed by a
+    space ends ``{tags}, {prompt}``; the prompt and added prompt are dropped (srlab appends the sampler
+    settings' own). Other text, e.g. the training tag files' ``"tag1, tag2,"`` (make_tags.py:72-76), is
+    returned as is (stripped)."""
     text = text.strip()
     cut = next((i for i, ch in enumerate(text) if ch == "," and text[i + 1 : i + 2] != " "), None)
     if cut is None:
         return text
-    head = text[:cut]  # "{tags}, {prompt}"
-    tags, sep, _prompt = head.rpartition(", ")
-    return tags.strip() if sep else ""
+    head, rest = text[:cut], text[cut + 1 :]
+    if head.endswith(", ") or head == ",":  # an empty --prompt: "{tags}, ," + added
+        return head[:-2].strip() if head.endswith(", ") else ""
+    if not rest:  # "tag1, tag2,": a tag file, not a saved prompt
+        return text
+    tags, _, _prompt = head.rpartition(", ")
+    return tags.strip()
 
 
 class FileTags:

@@ -98,25 +98,23 @@ PHASE_IGNORED = {
 
 
 class StepBatches(Dataset):
-    """Item k = the batch of global micro-step k: sample indices drawn with the component weights,
-    each crop from ``TrainPairs`` keyed by k. A DataLoader over ``range(start, stop)`` prefetches
-    them in worker processes without changing what any step sees."""
+    """Item k = the batch of global micro-step k: sample indices from ``TrainPairs.batch_indices``
+    (drawn with the component weights, or the next ones in sorted order), each crop keyed by k. A
+    DataLoader over ``range(start, stop)`` prefetches them in worker processes without changing what
+    any step sees."""
 
-    def __init__(self, pairs: TrainPairs, weights: torch.Tensor, batch_size: int, seed: int, rank: int):
-        self.pairs, self.weights, self.batch_size, self.seed, self.rank = (
-            pairs,
-            weights,
-            batch_size,
-            seed,
-            rank,
-        )
+    def __init__(
+        self, pairs: TrainPairs, weights: torch.Tensor, batch_size: int, seed: int, rank: int, world: int = 1
+    ):
+        self.pairs, self.weights, self.batch_size = pairs, weights, batch_size
+        self.seed, self.rank, self.world = seed, rank, world
 
     def __len__(self) -> int:
         return 2**62
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         gen = loop.step_generator(self.seed, k, self.rank, 7)
-        index = torch.multinomial(self.weights, self.batch_size, replacement=True, generator=gen)
+        index = self.pairs.batch_indices(k, self.rank, self.world, self.batch_size, self.weights, gen)
         self.pairs.set_epoch(k * 1000 + self.rank)  # crop/flip randomness keyed by the micro-step
         items = [self.pairs[int(i)] for i in index]
         batch: dict[str, Any] = {key: torch.stack([it[key] for it in items]) for key in ("hr", "lr")}
@@ -149,7 +147,9 @@ def _feed(
 ) -> _BatchFeed:
     pairs = TrainPairs(data_root, params.data.loader, params.base.seed)
     weights = pairs.sample_weights(params.degrade.train.mix)
-    batches = StepBatches(pairs, weights, batch_size, params.base.seed, accelerator.process_index)
+    batches = StepBatches(
+        pairs, weights, batch_size, params.base.seed, accelerator.process_index, accelerator.num_processes
+    )
     return _BatchFeed(batches, start, accelerator.gradient_accumulation_steps, params.train.num_workers)
 
 
