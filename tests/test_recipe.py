@@ -43,9 +43,12 @@ def test_the_release_recipe_sets_the_scripts_optimiser_and_batch_over_any_profil
     assert t.adam_betas == (0.9, 0.999) and t.max_grad_norm == 1.0 and t.null_prompt_prob == 0.5
     assert t.steps == paper.train.steps  # the profile's budget stays
     d = release.degrade.train
-    assert (d.sharpen_target, d.bicubic_prob, d.bicubic_antialias, d.bicubic_group) == ("usm_target", 0.5, False, 10)
+    assert (d.sharpen_target, d.bicubic_prob) == ("usm_target", 0.5)  # make_paired_data.py:141-146, 156
+    assert (d.bicubic_antialias, d.bicubic_group) == (False, 10)  # make_paired_data.py:24, 156-162
     assert (d.hr_pipeline, d.wild_pipeline, d.mix) == ("release_mild", "release_mild", "proportional")
-    assert release.degrade.ops["usm_target"].kernel_size == 51  # USMSharp(radius 50 -> 51): img_process_util:67
+    assert (
+        release.degrade.ops["usm_target"].kernel_size == 51
+    )  # USMSharp radius 50 -> 51 (img_process_util:67)
     assert release.data.loader.order == "sorted"  # shuffle=False over sorted paths
     assert release.model == paper.model and release.infer == paper.infer  # a training recipe only
 
