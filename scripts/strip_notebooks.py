@@ -15,6 +15,24 @@ import nbformat
 KEEP_NOTEBOOK_METADATA = ("kernelspec", "language_info")
 
 
+def _merged_streams(outputs: list) -> list:
+    """Consecutive stdout (or stderr) chunks as one output: how a kernel splits a print depends on
+    its buffering, not on what the cell printed."""
+    merged: list = []
+    for output in outputs:
+        last = merged[-1] if merged else None
+        if (
+            output.output_type == "stream"
+            and last is not None
+            and last.output_type == "stream"
+            and (last.name == output.name)
+        ):
+            last.text += output.text
+        else:
+            merged.append(output)
+    return merged
+
+
 def strip(path: str) -> None:
     nb = nbformat.read(path, as_version=4)
     nb.metadata = {k: v for k, v in nb.metadata.items() if k in KEEP_NOTEBOOK_METADATA}
@@ -24,6 +42,7 @@ def strip(path: str) -> None:
         cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "keep_output")}
         if cell.metadata.get("keep_output"):
             cell.execution_count = 1
+            cell.outputs = _merged_streams(cell.outputs)
             for output in cell.outputs:
                 output.pop("execution_count", None)
                 output.get("metadata", {}).clear()
