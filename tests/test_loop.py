@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from accelerate import Accelerator
-from helpers import load_all
+from helpers import load_all, toy_phase
 from safetensors.torch import load_file
 
 from srlab import io
@@ -19,29 +18,6 @@ from srlab.sampling import upscale
 from srlab.training import loop, train, validate
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def toy_phase(steps: int, checkpoint_every: int = 0) -> tuple[loop.Phase, Accelerator]:
-    """A small regression problem; each step draws its batch from the step's generator."""
-    accelerator = Accelerator(cpu=True)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    torch.nn.init.constant_(model[0].weight, 0.1)  # fixed start, no global seeding
-    torch.nn.init.zeros_(model[0].bias)
-    torch.nn.init.constant_(model[2].weight, -0.2)
-    torch.nn.init.zeros_(model[2].bias)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    target = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
-
-    def loss(step: int, micro: int, gen: torch.Generator) -> torch.Tensor:
-        x = torch.randn(16, 4, generator=gen)
-        return torch.nn.functional.mse_loss(model(x), x @ target)
-
-    def save(folder: Path, models: dict[str, torch.nn.Module]) -> None:
-        torch.save(models["toy"].state_dict(), folder / "toy.pt")
-
-    phase = loop.Phase("toy", steps, {"toy": model}, optimizer, loss, save, checkpoint_every, log_every=1)
-    return phase, accelerator
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import all_sections, load_all
+from helpers import all_sections, load_all, toy_phase
 from ruamel.yaml import YAML
 
 from srlab import config
@@ -73,17 +73,8 @@ def test_adamw8bit_falls_back_to_adamw_with_the_same_hyperparameters_off_cuda(ca
 
 
 def test_keep_checkpoints_zero_keeps_every_checkpoint(tmp_path: Path) -> None:
-    from accelerate import Accelerator
-
-    net = torch.nn.Linear(2, 1)
-    phase = loop.Phase(
-        live_dir=tmp_path / "dvclive", name="toy", steps=6, models={"net": net},
-        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
-        loss=lambda step, micro, gen: net(torch.randn(4, 2, generator=gen)).pow(2).mean(),
-        save=lambda folder, models: None, checkpoint_every=2, keep_checkpoints=0, max_grad_norm=0.0,
-        log_every=1,
-    )  # fmt: skip
-    loop.run_phase(phase, Accelerator(cpu=True), tmp_path / "run", seed=0)
+    phase, accelerator = toy_phase(6, checkpoint_every=2, keep_checkpoints=0)
+    loop.run_phase(phase, accelerator, tmp_path / "run", seed=0)
     assert [step for step, _ in loop.checkpoints(tmp_path / "run")] == [2, 4, 6]
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import helpers
 import numpy as np
 import pytest
 import torch
@@ -199,33 +200,9 @@ def test_resume_refuses_changed_training_params(runs: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def toy_phase(steps: int, checkpoint_every: int = 0, scaler: bool = False, lr: float = 1e-2,
-              log_every: int = 1, **phase_kwargs: Any) -> tuple[loop.Phase, Accelerator]:  # fmt: skip
-    """A small regression problem (as tests/test_loop.py); ``scaler``: a GradScaler whose huge initial
-    scale overflows the first steps (skipped, the scale halved each time): what a step does depends on
-    the scaler's state."""
-    accelerator = Accelerator(cpu=True)
-    if scaler:  # what Accelerator(mixed_precision="fp16") sets up on a GPU
-        accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**127, growth_interval=1000)
-    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
-    for i, p in enumerate(model.parameters()):
-        torch.nn.init.constant_(p, 0.1 * (i + 1) * (-1) ** i)
-    model, optimizer = accelerator.prepare(model, torch.optim.Adam(model.parameters(), lr=lr))
-    target = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
-
-    def loss(step: int, micro: int, gen: torch.Generator) -> torch.Tensor:
-        x = torch.randn(16, 4, generator=gen)
-        return torch.nn.functional.mse_loss(model(x), x @ target)
-
-    def save(folder: Path, models: dict[str, torch.nn.Module]) -> None:
-        torch.save(models["toy"].state_dict(), folder / "toy.pt")
-
-    phase = loop.Phase(
-        "toy", steps, {"toy": model}, optimizer, loss, save, checkpoint_every, log_every=log_every,
-        params={"base": {"seed": 3}, "train": {"lr": lr, "log_every": log_every}},
-        params_ignored=("train.log_every",), **phase_kwargs,
-    )  # fmt: skip
-    return phase, accelerator
+def toy_phase(steps: int, checkpoint_every: int = 0, **kwargs: Any) -> tuple[loop.Phase, Accelerator]:
+    """The shared toy (tests/helpers.py), recording its training params so a resume compares them."""
+    return helpers.toy_phase(steps, checkpoint_every, record_params=True, **kwargs)
 
 
 def _toy_state(folder: Path) -> dict[str, Any]:
