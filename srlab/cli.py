@@ -31,6 +31,9 @@ read upright (EXIF) and in sRGB. A rerun keeps the outputs that are finished and
 so an interrupted batch resumes (--overwrite makes them all again). DIR/manifest.json records each
 image's input, seed, settings and weights.
 
+Prompt tags: params.yaml model.prompts.tags (none | file | ram | dape); with ram or dape each input is
+tagged on its own (the release: DAPE on the LR), using the tag stage's cache beside --weights if it has it.
+
 The two tracks (params.yaml infer.presets.<preset>.<track>):
   --track synthetic   paper: start from the LR latent, guidance 0.9, no added prompt (clean or
                       mildly degraded photos; the default)
@@ -71,6 +74,9 @@ def upscale(args: argparse.Namespace) -> int:
         f"{len(inputs)} input(s), x{settings.upscale}, track {args.track}, preset {preset}, "
         f"fidelity {pipe.fidelity}, device {pipe.device} {pipe.dtype}"
     )
+    tags = pipe.model.params.prompts.tags
+    if tags in ("ram", "dape"):  # srlab.models.tagging: the tag stage's cache, else the tagger per input
+        print(f"prompt tags: {tags} on each input's LR (model.prompts.tags), tagged on the fly unless cached")
     report = upscale_batch(
         pipe,
         inputs,

@@ -272,7 +272,10 @@ def _message(error: Any, raw: Any, source: str, key: str) -> str:
 def _eval_kinds_have_settings(p: Params) -> None:
     infer = p.infer
     used = {infer.preset, *infer.set_presets.values()}
-    missing = [f"{name}.{kind}" for name in sorted(used) for kind in p.degrade.eval_pipelines
+    kinds = [
+        p.degrade.pipelines[e].sampled_as or e for e in p.degrade.eval_pipelines if e in p.degrade.pipelines
+    ]
+    missing = [f"{name}.{kind}" for name in sorted(used) for kind in kinds
                if kind not in infer.presets.get(name, {})]  # fmt: skip
     if missing:
         raise ConfigError(

@@ -115,7 +115,8 @@ def test_tables_and_summary_from_cell_documents(params: Params, tmp_path: Path) 
     with_paper = tables.table_rows(params, results, "extractor", {("extractor", "wild", "sam2"): 20.2305})
     scored = {(r["extractor"], r["set"]): r["paper score"] for r in with_paper}
     assert scored == {("sam2", "set5_synthetic"): "", ("sam2", "set5_wild"): "20.2305",
-                      ("none", "set5_synthetic"): "", ("none", "set5_wild"): ""}  # fmt: skip
+                      ("none", "set5_synthetic"): "", ("none", "set5_wild"): "",
+                      ("dape", "set5_synthetic"): "", ("dape", "set5_wild"): ""}  # fmt: skip
     assert list(with_paper[0])[-2:] == ["status", "paper score"]
     summary = tables.summary(params, results)
     assert summary == {"extractor": {"none": {

@@ -190,3 +190,23 @@ def test_a_subset_loads_only_its_keys_and_skips_rules_it_cannot_check() -> None:
         {"settings": {"synthetic": 1, "wild": 2}, "device": "cpu", "dtype": "auto"}
     )
     assert cut == {"settings": {"synthetic": 1}, "device": "cpu", "nope": {}}
+
+
+def test_kind_overrides_turn_one_kind_of_every_preset_and_the_paper_profile_has_none() -> None:
+    from srlab.sampling.infer import SECTIONS
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tiny = config.load_params(ROOT / "params.yaml", "tiny", SECTIONS).infer
+    knobs = raw["infer"]["kind_overrides"]
+    for preset in ("paper", "release"):
+        for kind in ("synthetic", "wild"):
+            got, stored = tiny.sampler(kind, preset=preset), raw["infer"]["presets"][preset][kind]
+            for key, value in knobs[kind].items():
+                assert getattr(got, key) == (stored[key] if value is None else value), (preset, kind, key)
+            assert got.added_prompt == stored["added_prompt"]  # the rest of the preset is kept
+    # an ablation cell's settings are exactly what it asks for: the knobs are baked in, then cleared
+    turned = dataclasses.replace(tiny.sampler("wild"), start_steps=7)
+    assert tiny.with_sampler("wild", turned).sampler("wild") == turned
+    paper = config.load_params(ROOT / "params.yaml", "paper", SECTIONS).infer
+    for kind in ("synthetic", "wild"):
+        assert paper.sampler(kind) == paper.presets["paper"][kind]  # the paper's values, untouched

@@ -133,6 +133,7 @@ def test_build_stage_layout_reproducibility_and_determinism(tmp_path: Path, fold
     assert manifest["counts"] == {
         "train/hr": 10, "train/paired": 8, "train/wild": 8,
         "eval/mini_synthetic": 2, "eval/mini_wild": 2, "eval/val_synthetic": 2, "eval/val_wild": 2,
+        "eval/mini_bicubic": 2, "eval/val_bicubic": 2,
     }  # fmt: skip
     assert json.loads((tmp_path / "out/manifest.json").read_text()) == manifest
     by_id = {}

@@ -12,10 +12,11 @@ from helpers import load_all, toy_phase
 from safetensors.torch import load_file
 
 from srlab import io
+from srlab.config import load_params
 from srlab.data import build as data
 from srlab.models.sr_model import build_sr_model
 from srlab.sampling import upscale
-from srlab.training import loop, train, validate
+from srlab.training import loop, prior, train, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,11 +101,12 @@ def test_two_processes_with_gloo_stay_in_sync(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_srlab_train_on_two_gloo_processes(tmp_path: Path) -> None:
-    """The train stage itself (prior + SR phase, smoke profile) under torchrun with 2 CPU processes:
-    it finishes, both ranks agree, and the final weights load in the authors' layout."""
+    """The train stage itself (SR phase, smoke profile, on the prior stage's prior) under torchrun with 2
+    CPU processes: it finishes, both ranks agree, and the final weights load in the authors' layout."""
     params = load_all(ROOT / "params.yaml", "smoke")
     one = dataclasses.replace(params.data, eval_sets={})  # the val split is enough here
     data.build_stage(params.replace(data=one), tmp_path / "degrade")
+    prior.run_stage(load_params(ROOT / "params.yaml", "smoke", prior.SECTIONS), tmp_path / "prior")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "-m", "srlab.training.train", "--params", str(ROOT / "params.yaml"), "--profile", "smoke",
            "--data", str(tmp_path / "degrade"), "--out", str(tmp_path / "train")]  # fmt: skip
@@ -115,7 +117,7 @@ def test_srlab_train_on_two_gloo_processes(tmp_path: Path) -> None:
     assert result.stdout.count('{"final"') == 1  # printed by the main process only
     assert sorted(p.name for p in final.iterdir()) == ["controlnet", "srlab_provenance.json", "unet"]
     curves = tmp_path / "train" / train.LIVE_DIR / "plots" / "metrics"
-    assert {p.name for p in curves.iterdir()} == {"prior_vae", "prior_unet", "sr"}
+    assert {p.name for p in curves.iterdir()} == {"sr"}
     steps = params.train.steps
     assert [s for s, _ in loop.checkpoints(tmp_path / "train" / "sr")][-1] == steps
     p = upscale.model_params_for_inference(params, tmp_path / "train")

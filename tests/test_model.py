@@ -359,10 +359,13 @@ def test_missing_files_are_named_with_their_source(params: ModelParams, tmp_path
 # ---------------------------------------------------------------------------------------------
 
 
-def test_tag_sources(tmp_path: Path) -> None:
+def test_tag_sources(tmp_path: Path, params: ModelParams) -> None:
+    def prompt_params(tags: str, tags_file: str | None) -> PromptParams:
+        return dataclasses.replace(params.prompts, tags=tags, train_tags=tags, tags_file=tags_file)
+
     csv_file = tmp_path / "tags.csv"
     csv_file.write_text('image,tags\n0001.png,"sky, tree"\n0002.jpg,\n')
-    tags = prompts.build_tag_source(PromptParams(tags="file", tags_file=str(csv_file)))
+    tags = prompts.build_tag_source(prompt_params("file", str(csv_file)))
     assert tags("0001.png") == "sky, tree" and tags("0001") == "sky, tree" and tags("x/0002.png") == ""
     with pytest.raises(KeyError, match=r"tags\.csv: no tags for image '0003\.png' \(2 images listed\)"):
         tags("0003.png")
@@ -374,8 +377,8 @@ def test_tag_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"bad\.csv: expected a CSV header with columns image,tags"):
         prompts.FileTags(tmp_path / "bad.csv")
     with pytest.raises(ValueError, match=r"tags_file is null"):
-        prompts.build_tag_source(PromptParams(tags="file", tags_file=None))
-    assert prompts.build_tag_source(PromptParams(tags="none", tags_file=None))("0001.png") == ""
+        prompts.build_tag_source(prompt_params("file", None))
+    assert prompts.build_tag_source(prompt_params("none", None))("0001.png") == ""
 
 
 def test_open_clip_tokenizer_gives_77_clip_ids() -> None:

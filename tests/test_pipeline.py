@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PARAMS = load_all(ROOT / "params.yaml")
 FAST = dataclasses.replace(
     PARAMS.infer.sampler("synthetic"),
+    start_point="lr",  # the paper preset's start, whatever the tiny profile's infer.kind_overrides say
+    start_steps=999,
     steps=2,
     process_size=32,
     latent_tile=64,

@@ -387,3 +387,19 @@ def test_git_revision_marks_a_dirty_tree(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("2")
     dirty = report_doc.git_revision(tmp_path)
     assert dirty["dirty"] is True and dirty["text"] == f"{clean['commit']} (dirty: 1 files differ from it)"
+
+
+def test_the_headline_says_which_is_better_by_each_metric_direction() -> None:
+    from srlab.reporting.document import headline_rows
+
+    document = {"sets": {
+        "a_bicubic": {"srlab": {"psnr_rgb": 24.5, "piqe": 70.0}, "bicubic": {"psnr_rgb": 27.2, "piqe": 30.0}},
+        "a_wild": {"srlab": {"psnr_rgb": None, "piqe": 25.0}, "bicubic": {"psnr_rgb": None, "piqe": 28.0}},
+        "b_synthetic": {"srlab": {"psnr_rgb": 23.0}, "bicubic": {"psnr_rgb": 22.5}},
+    }}  # fmt: skip
+    summary = {"sets": {"a_bicubic": {"kind": "synthetic"}, "a_wild": {"kind": "wild"}}}
+    rows = {r["set"]: r for r in headline_rows(document, summary)}
+    assert rows["a_bicubic"]["metric"].startswith("PSNR") and rows["a_bicubic"]["better"] == "bicubic / input"
+    assert rows["a_wild"]["metric"].startswith("PIQE") and rows["a_wild"]["better"] == "ours"  # lower wins
+    assert rows["b_synthetic"]["better"] == "ours" and rows["b_synthetic"]["kind"] == "?"
+    assert rows["a_wild"]["ours"] == 25.0 and rows["a_wild"]["bicubic / input"] == 28.0

@@ -1,9 +1,10 @@
-"""Resume (issue 20): a real train-stage run (smoke profile) killed mid-way resumes to the weights of an
-uninterrupted run, data feed and DataLoader workers included; the checkpoint loader is strict; a run
-whose training params changed refuses to resume unless told to.
+"""Resume (issue 20): a real prior + train-stage run (smoke profile) killed mid-way resumes to the weights
+of an uninterrupted run, data feed and DataLoader workers included; the checkpoint loader is strict; a
+run whose training params changed refuses to resume unless told to.
 
-Run as a script (``python tests/test_resume.py <phase> <step> <hr> <data> <out>``) it is the train stage
-that SIGKILLs itself in step ``<step>`` (0-based) of ``<phase>``, i.e. after checkpoint-<step> exists.
+Run as a script (``python tests/test_resume.py <phase> <step> <hr> <data> <out>``) it is the prior and
+train stages (``<out>/prior``, ``<out>/train``) that SIGKILL themselves in step ``<step>`` (0-based) of
+``<phase>``, i.e. after checkpoint-<step> exists.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from safetensors.torch import load_file
 
 from srlab.config import Params, load_params
 from srlab.data import build as data
-from srlab.training import loop, train
+from srlab.training import loop, prior, train
 
 ROOT = Path(__file__).resolve().parents[1]
-KILL_AT = ("prior_unet", 2)  # SIGKILL in the prior UNet's third step (checkpoint-2 written)
+KILL_AT = ("unet", 2)  # SIGKILL in the prior UNet's third step (checkpoint-2 written)
 STOP_AT = ("sr", 2)  # then, resumed, a hook raises once the SR phase's checkpoint-2 is written
 
 
@@ -58,11 +59,24 @@ def stage_params(hr_dir: Path, workers: int, **train_changes: Any) -> Params:
     return params.replace(train=tp)
 
 
+def prior_params(hr_dir: Path) -> Params:
+    """The prior stage's params on ``hr_dir``'s photos (smoke profile)."""
+    params = load_params(ROOT / "params.yaml", "smoke", prior.SECTIONS)
+    split = dataclasses.replace(params.data, hr_train_dir=str(hr_dir), paired_holdout=1, val_fraction=0.0)
+    return params.replace(data=split)
+
+
+def run_stages(hr_dir: Path, degrade: Path, out: Path, workers: int, **kwargs: Any) -> None:
+    """The prior stage into ``out/prior``, then the train stage into ``out/train`` (which loads it)."""
+    prior.train_prior(prior_params(hr_dir), out / "prior")
+    train.run(stage_params(hr_dir, workers=workers), degrade, out / "train", **kwargs)
+
+
 def final_weights(out: Path) -> dict[str, torch.Tensor]:
-    """Every tensor the stage wrote: the prior (VAE, UNet) and the final unet/ + controlnet/."""
+    """Every tensor the stages wrote: the prior (VAE, UNet) and the final unet/ + controlnet/."""
     found = {}
-    folders = [out / train.PRIOR_DIR / "vae", out / train.PRIOR_DIR / "unet"]
-    folders += [out / train.FINAL_DIR / "unet", out / train.FINAL_DIR / "controlnet"]
+    folders = [out / "prior" / "model" / "vae", out / "prior" / "model" / "unet"]
+    folders += [out / "train" / train.FINAL_DIR / "unet", out / "train" / train.FINAL_DIR / "controlnet"]
     for folder in folders:
         for file in sorted(folder.glob("*.safetensors")):
             found.update({f"{file.relative_to(out)}:{k}": v for k, v in load_file(file).items()})
@@ -70,9 +84,9 @@ def final_weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def losses(out: Path) -> list[list[str]]:
-    """(phase, step, loss) rows of the DVCLive loss curves (samples/s is wall-clock)."""
-    curves = out / "dvclive" / "plots" / "metrics"
-    return [[tsv.parent.name, *row.split("\t")] for tsv in sorted(curves.glob("*/loss.tsv"))
+    """(stage, phase, step, loss) rows of the DVCLive loss curves (samples/s is wall-clock)."""
+    tsvs = sorted(out.glob("*/dvclive/plots/metrics/*/loss.tsv"))
+    return [[tsv.parents[4].name, tsv.parent.name, *row.split("\t")] for tsv in tsvs
             for row in tsv.read_text().splitlines()[1:]]  # fmt: skip
 
 
@@ -92,28 +106,27 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data.build_stage(_small_data(load_all(ROOT / "params.yaml", "smoke"), hr), degrade)
     facts: dict[str, Any] = {"root": root, "hr": hr, "degrade": degrade}
     straight, resumed = root / "straight", root / "resumed"
-    train.run(stage_params(hr, workers=0), degrade, straight)
+    run_stages(hr, degrade, straight, workers=0)
 
     phase, step = KILL_AT
     cmd = [sys.executable, __file__, phase, str(step), str(hr), str(degrade), str(resumed)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     killed = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     facts["killed"] = (killed.returncode, killed.stderr[-3000:])
-    facts["after_kill"] = {
-        p: [s for s, _ in loop.checkpoints(resumed / p)] for p in ("prior_vae", "prior_unet", "sr")
-    }
+    folders = {"vae": "prior/checkpoints/vae", "unet": "prior/checkpoints/unet", "sr": "train/sr"}
+    facts["after_kill"] = {p: [s for s, _ in loop.checkpoints(resumed / f)] for p, f in folders.items()}
 
     def stop(step: int, folder: Path) -> None:
         if ("sr", step) == STOP_AT:
             raise Stop(folder)
 
     try:
-        train.run(stage_params(hr, workers=1), degrade, resumed, on_checkpoint=stop)
+        run_stages(hr, degrade, resumed, workers=1, on_checkpoint=stop)
         facts["stopped"] = False
     except Stop:
         facts["stopped"] = True
-    facts["after_stop"] = [s for s, _ in loop.checkpoints(resumed / "sr")]
-    train.run(stage_params(hr, workers=0), degrade, resumed)  # workers change nothing a step sees
+    facts["after_stop"] = [s for s, _ in loop.checkpoints(resumed / "train" / "sr")]
+    run_stages(hr, degrade, resumed, workers=0)  # workers change nothing a step sees
     facts.update(straight=straight, resumed=resumed)
     return facts
 
@@ -122,7 +135,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_killed_run_resumes_to_the_uninterrupted_weights(runs: dict[str, Any]) -> None:
     rc, stderr = runs["killed"]
     assert rc == -signal.SIGKILL, stderr
-    assert runs["after_kill"] == {"prior_vae": [2, 3], "prior_unet": [2], "sr": []}
+    assert runs["after_kill"] == {"vae": [3], "unet": [2], "sr": []}  # the prior keeps its newest
     assert runs["stopped"] and runs["after_stop"] == [2]
     straight, resumed = final_weights(runs["straight"]), final_weights(runs["resumed"])
     assert straight and sorted(straight) == sorted(resumed)
@@ -138,14 +151,14 @@ def _copy_run(runs: dict[str, Any], name: str) -> Path:
 
 
 def _resume_sr(runs: dict[str, Any], out: Path, params: Params | None = None, **kwargs: Any) -> Path:
-    """The SR phase of the stage, resuming from ``out/sr`` (the prior is already in ``out``)."""
+    """The SR phase of the stage, resuming from ``out/train/sr`` (the prior is already in ``out/prior``)."""
     params = params or stage_params(runs["hr"], workers=0)
-    p = train.sr_model_params(params, out)
-    return train.train_sr(p, runs["degrade"], out, train.accelerator_for(p), **kwargs)
+    p = train.sr_model_params(params, out / "train")
+    return train.train_sr(p, runs["degrade"], out / "train", train.accelerator_for(p), **kwargs)
 
 
 def _edit_state(out: Path, edit: Any) -> Path:
-    path = loop.checkpoints(out / "sr")[-1][1] / loop.STATE_FILE
+    path = loop.checkpoints(out / "train" / "sr")[-1][1] / loop.STATE_FILE
     state = torch.load(path, map_location="cpu", weights_only=True)
     edit(state)
     torch.save(state, path)
@@ -155,8 +168,8 @@ def _edit_state(out: Path, edit: Any) -> Path:
 @pytest.mark.slow  # the shared runs: ~55 s on 2 CPU cores
 def test_resume_refuses_a_checkpoint_without_a_trainable_tensor(runs: dict[str, Any]) -> None:
     out = _copy_run(runs, "removed")
-    name = sorted(torch.load(loop.checkpoints(out / "sr")[-1][1] / loop.STATE_FILE, weights_only=True)
-                  ["trainable"]["controlnet"])[0]  # fmt: skip
+    state = torch.load(loop.checkpoints(out / "train" / "sr")[-1][1] / loop.STATE_FILE, weights_only=True)
+    name = sorted(state["trainable"]["controlnet"])[0]
     path = _edit_state(out, lambda s: s["trainable"]["controlnet"].pop(name))
     with pytest.raises(loop.ResumeError, match="missing") as error:
         _resume_sr(runs, out)
@@ -166,7 +179,7 @@ def test_resume_refuses_a_checkpoint_without_a_trainable_tensor(runs: dict[str, 
 @pytest.mark.slow  # the shared runs: ~55 s on 2 CPU cores
 def test_resume_refuses_a_misshapen_trainable_tensor(runs: dict[str, Any]) -> None:
     out = _copy_run(runs, "misshapen")
-    state = torch.load(loop.checkpoints(out / "sr")[-1][1] / loop.STATE_FILE, weights_only=True)
+    state = torch.load(loop.checkpoints(out / "train" / "sr")[-1][1] / loop.STATE_FILE, weights_only=True)
     name = next(k for k, v in sorted(state["trainable"]["unet"].items()) if v.dim() >= 1)  # a semantic block
 
     def widen(s: dict[str, Any]) -> None:
@@ -191,8 +204,7 @@ def test_resume_refuses_changed_training_params(runs: dict[str, Any]) -> None:
     assert f"train.lr: {lr!r} (checkpoint) -> {lr * 2!r} (now)" in message
     assert "train.steps" not in message and "log_every" not in message  # no effect on the weights
     assert "sr/checkpoint-3" in message and "allow_params_change" in message
-    assert [s for s, _ in loop.checkpoints(out / "sr")] == [2, 3]  # refused before training on
-    train.train_prior(changed, runs["degrade"], out, train.accelerator_for(changed))  # SR-only keys: resumes
+    assert [s for s, _ in loop.checkpoints(out / "train" / "sr")] == [2, 3]  # refused before training on
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,8 +305,8 @@ def _killed_run(phase_name: str, step: int, hr: Path, degrade: Path, out: Path) 
             phase.loss = loss_or_die
         return run_phase(phase, *args, **kwargs)
 
-    loop.run_phase = killing_run_phase  # train.py calls loop.run_phase
-    train.run(stage_params(hr, workers=1), degrade, out)
+    loop.run_phase = killing_run_phase  # prior.py and train.py call loop.run_phase
+    run_stages(hr, degrade, out, workers=1)
 
 
 if __name__ == "__main__":

@@ -32,4 +32,4 @@ class AblationParams:
     prompt: dict[str, PromptVariant]  # Table 3: name -> prompts
     guidance_scale: dict[str, list[float]]  # Table 4: kind (synthetic / wild) -> scales
     start_point: list[Literal["noise", "lr"]]  # start point, both kinds
-    extractor: list[Literal["sam2", "none"]]  # Table 5: each trained with the train section's settings
+    extractor: list[Literal["sam2", "none", "dape"]]  # Table 5: each trained with the train settings

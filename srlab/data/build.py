@@ -49,15 +49,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from srlab import io
 from srlab.config import Params, as_dict
-from srlab.data.degrade import apply_op, degrade, sample_generator
+from srlab.data.degrade import apply_op, degrade
 from srlab.data.degrade_params import DegradeParams
 from srlab.data.ops import bernoulli, randint
 from srlab.data.params import DataParams
-from srlab.io import to_levels
+from srlab.data.photos import bicubic_downsample, sample_generator, split_photos
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
@@ -77,21 +76,6 @@ def center_crop_to_multiple(
         raise ValueError(f"image of size {h}x{w} is smaller than the required multiple {multiple}")
     top, left = (h - ch) // 2, (w - cw) // 2
     return image[:, top : top + ch, left : left + cw], (top, left, ch, cw)
-
-
-def bicubic_downsample(image: torch.Tensor, scale: int, antialias: bool = True) -> torch.Tensor:
-    """(3, H, W) -> (3, H/scale, W/scale), antialiased bicubic (as PIL / MATLAB imresize), or with
-    ``antialias=False`` torch's plain bicubic decimation (a = -0.75, F.interpolate's default).
-
-    Computed in float64 and rounded to 8-bit levels (srlab.io.to_levels), so the file is the
-    same on any thread count and CPU (srlab.data.degrade).
-    """
-    _, h, w = image.shape
-    if h % scale or w % scale:
-        raise ValueError(f"image size {h}x{w} does not divide by scale {scale}")
-    x = image[None].to(torch.float64)
-    lr = F.interpolate(x, size=(h // scale, w // scale), mode="bicubic", antialias=antialias)
-    return (to_levels(lr[0]) / 255).to(image.dtype)
 
 
 def tile_boxes(height: int, width: int, crop: int, overlap: int, multiple: int = 1) -> list[Box]:
@@ -127,25 +111,6 @@ def _size(image: torch.Tensor) -> str:
 def cut(image: torch.Tensor, box: Sequence[int], scale: int = 1) -> torch.Tensor:
     top, left, h, w = (v // scale for v in box)
     return image[:, top : top + h, left : left + w]
-
-
-def split_photos(paths: Sequence[Path], params: Params) -> dict[str, list[Path]]:
-    """HR photos -> {"val", "paired" (stand-in, only without data.paired_dir), "hr"}, each sorted.
-
-    Photos are ordered by a hash of (base.seed, name), so a photo stays in its split when others are
-    added; ``val`` takes round(val_fraction * n) of them, ``paired`` the next paired_holdout.
-    """
-    data = params.data
-    order = sorted(paths, key=lambda p: sample_generator(params.base.seed, "split", p.name)[1])
-    n_val = round(data.val_fraction * len(paths))
-    n_paired = data.paired_holdout if data.paired_dir is None else 0
-    if n_val + n_paired >= len(paths):
-        raise ValueError(
-            f"{data.hr_train_dir}: {len(paths)} photos, but {n_val} go to validation (data.val_fraction) and "
-            f"{n_paired} to the paired stand-in (data.paired_holdout); add photos or lower those"
-        )
-    parts = {"val": order[:n_val], "paired": order[n_val : n_val + n_paired], "hr": order[n_val + n_paired :]}
-    return {name: sorted(part) for name, part in parts.items()}
 
 
 class _Writer:
@@ -332,9 +297,10 @@ def build_eval_sets(params: Params, out: _Writer, extra: Mapping[str, Sequence[P
     for set_name, paths in sets.items():
         for pipeline in params.degrade.eval_pipelines:
             paired = params.degrade.pipelines[pipeline].downsample  # wild sets: LR only
+            kind = params.degrade.pipelines[pipeline].sampled_as or pipeline
             out.eval_sets[f"{set_name}_{pipeline}"] = {
-                "source": set_name, "kind": pipeline, "scale": params.degrade.scale if paired else 1,
-                "paired": paired,
+                "source": set_name, "kind": kind, "pipeline": pipeline,
+                "scale": params.degrade.scale if paired else 1, "paired": paired,
             }  # fmt: skip
         for path in paths:
             try:

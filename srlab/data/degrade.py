@@ -24,7 +24,6 @@ tensor contract (srlab.data.ops): float (B, 3, H, W) RGB in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ import torch
 
 from srlab.data import kernels, ops, ugc
 from srlab.data.degrade_params import BlurOp, ChoiceOp, DegradeParams, OpParams, ResizeOp
+from srlab.data.photos import sample_generator
 from srlab.io import to_levels
 
 # op kind (the `op` key in params.yaml) -> sampling form; keyword arguments are the settings' fields
@@ -59,19 +59,6 @@ class Degraded:
 
     lr: torch.Tensor
     records: list[list[dict[str, Any]]]
-
-
-def sample_generator(
-    seed: int, *key: object, device: str | torch.device = "cpu"
-) -> tuple[torch.Generator, int]:
-    """A generator seeded from (seed, *key), e.g. (base.seed, "hr", "12084", 3), and its seed.
-
-    The derivation is a hash of the key, stable across runs, machines and Python versions, so a sample
-    keeps its degradation when other images are added or removed.
-    """
-    text = "/".join(str(k) for k in (seed, *key)).encode()
-    derived = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1  # 63 bits
-    return torch.Generator(device=device).manual_seed(derived), derived
 
 
 def degrade(hr: torch.Tensor, params: DegradeParams, pipeline: str, generator: torch.Generator) -> Degraded:

@@ -175,6 +175,7 @@ class PipelineParams:
 
     downsample: bool  # True: the output is 1/scale of the input (synthetic); False: same size (wild)
     order: tuple[str, ...]
+    sampled_as: str | None  # its eval sets are sampled as infer.presets.<p>.<this kind>; null: its name
 
 
 @schema

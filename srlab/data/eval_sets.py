@@ -24,8 +24,9 @@ class EvalSet:
     lr_dir: Path
     hr_dir: Path | None  # None: LR only (wild), no-reference metrics only
     scale: int  # SR side / LR side (4 synthetic, 1 wild: restoration at the LR size)
-    kind: str  # the degrade pipeline that made it = the infer.settings entry it is sampled with
+    kind: str  # the infer.presets entry it is sampled with (the pipeline's sampled_as, else its name)
     source: str  # the data.eval_sets name (or "val") it was made from
+    pipeline: str | None = None  # the degrade pipeline that made it (None: the same name as kind)
 
     @property
     def paired(self) -> bool:
@@ -64,7 +65,10 @@ def find_eval_sets(degrade_dir: str | Path) -> list[EvalSet]:
             raise FileNotFoundError(f"{folder}: no lr/ folder; every evaluation set needs its LR images")
         if r["paired"] and not hr.is_dir():
             raise FileNotFoundError(f"{folder}: the manifest records HR images but no hr/ folder is there")
-        sets.append(EvalSet(name, lr, hr if r["paired"] else None, int(r["scale"]), r["kind"], r["source"]))
+        pipeline = r.get("pipeline", r["kind"])
+        sets.append(
+            EvalSet(name, lr, hr if r["paired"] else None, int(r["scale"]), r["kind"], r["source"], pipeline)
+        )
     if not sets:
         raise FileNotFoundError(f"{manifest}: no evaluation sets; add data.eval_sets and `dvc repro degrade`")
     return sets

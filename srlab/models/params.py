@@ -7,16 +7,22 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from srlab.config import schema
+from srlab.models.tiny import TinySizes
+
+# none: empty tags | file: tags_file | ram: RAM (Swin-L) | dape: SeeSR's DAPE (RAM + LoRA)
+TagKind = Literal["none", "file", "ram", "dape"]
 
 
 @schema
 class SemanticParams:
     """The semantic guidance: which extractor makes c_sem, and the semantic blocks that read it."""
 
-    extractor: Literal["sam2", "none"]  # none: no c_sem, the semantic blocks are skipped (ablation)
+    # sam2 (the paper) | none: no c_sem, the semantic blocks are skipped | dape: RAM's image embeddings
+    # (SeeSR's c_sem, Table 5's other row); dape reads its weight files from model.prompts
+    extractor: Literal["sam2", "none", "dape"]
     tokens: Annotated[
         int, Field(ge=1, le=65536)
-    ]  # c_sem tokens: the SAM2 map average-pooled to sqrt(tokens)^2
+    ]  # c_sem tokens (sam2 only): the SAM2 map average-pooled to sqrt(tokens)^2; dape: RAM's 145
     block: Literal["full", "cross_only"]  # full: a whole transformer block (released code)
     init: Literal["zero", "random"]  # zero: proj_out zeroed, a pretrained UNet is unchanged at step 0
     width: Annotated[
@@ -31,28 +37,29 @@ class SemanticParams:
 class PromptParams:
     """The tag prompt c of Eq. 4 (the released code prompts with RAM tags of the LR image)."""
 
-    tags: Literal["none", "file"]  # none: empty tags (offline default); file: tags_file
-    tags_file: str | None  # CSV with columns image,tags or a folder of <image stem>.txt
+    tags: TagKind  # eval sets, validation and `srlab upscale`: the LR image's tags (release: dape)
+    train_tags: TagKind  # training samples: the HR crop's tags (the authors: ram), by sample id
+    tags_file: str | None  # file: CSV with columns image,tags or a folder of <image stem>.txt
+    tags_dir: str | None  # the tag stage's cache; set by train/infer from their build folder; null: none
+    ram_checkpoint: str | None  # ram_swin_large_14m.pth; null (tiny only): a random tiny tagger
+    dape_checkpoint: str | None  # SeeSR's DAPE.pth (LoRA over ram_checkpoint)
+    tag_list: str | None  # ram_tag_list.txt (one tag per line); needed with ram_checkpoint
+    tag_thresholds: str | None  # ram_tag_list_threshold.txt; null: 0.68 for every class
 
 
 @schema
-class TinySizes:
-    """Sizes of the tiny profile's models (same classes as the paper's, small and random)."""
+class SemanticWidth:
+    width: Annotated[int, Field(ge=1, le=8192)]  # as SemanticParams.width
 
-    unet_channels: tuple[int, ...]  # UNet block_out_channels; the last level has no attention
-    unet_heads: tuple[int, ...]  # attention heads per level (diffusers' `attention_head_dim`)
-    layers_per_block: Annotated[int, Field(ge=1, le=4)]
-    norm_groups: Annotated[int, Field(ge=1, le=64)]  # GroupNorm groups in UNet and VAE
-    text_width: Annotated[
-        int, Field(ge=8, le=4096)
-    ]  # CLIP text encoder hidden size (= UNet cross_attention_dim)
-    text_layers: Annotated[int, Field(ge=1, le=48)]
-    text_heads: Annotated[int, Field(ge=1, le=64)]
-    vae_channels: tuple[int, ...]  # VAE block_out_channels; downscale factor 2^(len - 1)
-    latent_channels: Annotated[int, Field(ge=1, le=64)]
-    vae_scaling_factor: Annotated[
-        float, Field(ge=0.0)
-    ]  # latent = scaling_factor * VAE mean (refit after the prior)
+
+@schema
+class TaggerModel:
+    """The keys of ``model`` the tag stage reads (srlab.models.tagging takes it or a whole ModelParams):
+    the size, the semantic width (the tiny tagger's embedding width) and the prompts."""
+
+    size: Literal["tiny", "paper"]
+    semantic: SemanticWidth
+    prompts: PromptParams
 
 
 @schema

@@ -1,37 +1,42 @@
 """The text prompt c of Eq. 4: where an LR image's tags come from, and how text becomes embeddings.
 
-Tags. The released code prompts with the RAM (or DAPE) tags of the LR image, e.g. "sky, tree, house",
-followed by the user's prompt. RAM/DAPE are not packaged here (their weights cannot be fetched offline
-and their code is outside the pinned environment), so tag sources form a small registry:
+Tags. The released code prompts with the DAPE tags of the LR image, e.g. "sky, tree, house", followed by
+the user's prompt; the authors trained on RAM tags of the HR crops. Tag sources form a small registry,
+one per ``model.prompts.tags`` (images) and ``train_tags`` (training samples, looked up by sample id):
 - ``none``: empty tags (the offline default; the paper also trains with 50% empty prompts);
-- ``file``: tags exported beforehand (e.g. with the authors' RAM), a CSV with columns ``image,tags`` or
-  a folder of ``<image stem>.txt`` files (what the released test script writes with ``--save_prompts``).
+- ``file``: tags exported beforehand, a CSV with columns ``image,tags`` or a folder of ``<image stem>.txt``
+  files (what the released test script writes with ``--save_prompts``);
+- ``ram`` / ``dape``: RAM or SeeSR's DAPE (srlab.models.tagging): cached by the tag stage, images not in
+  the cache tagged on the fly.
 Add a source by writing a class with ``__call__(name, lr) -> str`` and an entry in ``TAG_SOURCES``
-(and ``PromptParams.tags``).
+(and ``TagKind`` in srlab.models.params).
 
-Text encoding. Paper size: SD2's ``CLIPTokenizer`` + ``CLIPTextModel`` (OpenCLIP ViT-H/14, hidden size
-1024) from the local SD2 folder; the embeddings are the last hidden state (B, 77, 1024), as diffusers'
-SD pipelines use. Tiny size: a small random ``CLIPTextModel`` of the same class, and open_clip's BPE
-tokenizer for ViT-H-14 (shipped inside the package, so it works offline; same vocabulary and 77-token
-padding as SD2's tokenizer).
+Text encoding (tokenizers, text encoders): srlab.models.text.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import torch
-from transformers import CLIPTextConfig, CLIPTextModel
 
-from srlab.models.params import PromptParams, TinySizes
+from srlab.models.params import ModelParams, PromptParams
+from srlab.models.text import (  # noqa: F401  (re-exported: the model's text side)
+    CONTEXT_LENGTH,
+    SD2_SOURCE,
+    HFClipTokenizer,
+    OpenClipTokenizer,
+    Tokenizer,
+    encode_prompts,
+    load_sd2_text,
+    tiny_text_encoder,
+)
 
-CONTEXT_LENGTH = 77  # CLIP's token context (SD2 and open_clip)
-SD2_SOURCE = "Hugging Face stabilityai/stable-diffusion-2-base (diffusers layout)"
-
+Device = str | torch.device
 
 # ---------------------------------------------------------------------------------------------
 # Tag sources
@@ -39,7 +44,8 @@ SD2_SOURCE = "Hugging Face stabilityai/stable-diffusion-2-base (diffusers layout
 
 
 class TagSource(Protocol):
-    """Image name (file name or stem) and its LR image (3, h, w) in [0, 1] -> comma-separated tags."""
+    """Image name (file name or stem) and its LR image (3, h, w) in [0, 1] -> comma-separated tags; no
+    image (``lr`` None): a training sample, looked up by its id."""
 
     def __call__(self, name: str, lr: torch.Tensor | None = None) -> str: ...
 
@@ -113,98 +119,57 @@ class FileTags:
         return self.tags[stem]
 
 
-def _file_source(params: PromptParams) -> TagSource:
+Role = Literal["images", "train"]  # an image at inference, or a training sample by id
+
+
+class PromptTags:
+    """The model's tags when images and training samples have different sources: a call with an image
+    (``lr``) asks ``images``, a call without (a training sample id) asks ``train``."""
+
+    def __init__(self, train: TagSource, images: TagSource) -> None:
+        self.train, self.images = train, images
+
+    def __call__(self, name: str, lr: torch.Tensor | None = None) -> str:
+        return (self.train if lr is None else self.images)(name, lr)
+
+
+def _file_source(params: PromptParams, role: Role, model: ModelParams | None, device: Device) -> TagSource:
     if params.tags_file is None:
         raise ValueError("model.prompts.tags is 'file' but model.prompts.tags_file is null; give its path")
     return FileTags(params.tags_file)
 
 
-TAG_SOURCES: dict[str, Callable[[PromptParams], TagSource]] = {
-    "none": lambda params: NoTags(),
+def _tagger_source(kind: Literal["ram", "dape"]) -> Callable[..., TagSource]:
+    def build(params: PromptParams, role: Role, model: ModelParams | None, device: Device) -> TagSource:
+        from srlab.models import tagging  # RAM, timm: only when a tagger is configured
+
+        if model is None:
+            raise ValueError(
+                f"model.prompts {kind!r} tags need the model params: build_tag_source(..., model)"
+            )
+        return tagging.TrainTags(model, kind) if role == "train" else tagging.ImageTags(model, kind, device)
+
+    return build
+
+
+TAG_SOURCES: dict[str, Callable[[PromptParams, Role, ModelParams | None, Device], TagSource]] = {
+    "none": lambda params, role, model, device: NoTags(),
     "file": _file_source,
+    "ram": _tagger_source("ram"),
+    "dape": _tagger_source("dape"),
 }
 
 
-def build_tag_source(params: PromptParams) -> TagSource:
-    """The tag source named by ``params.tags``."""
-    if params.tags not in TAG_SOURCES:
-        raise ValueError(f"model.prompts.tags {params.tags!r} unknown; known: {', '.join(TAG_SOURCES)}")
-    return TAG_SOURCES[params.tags](params)
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokenizers and text encoders
-# ---------------------------------------------------------------------------------------------
-
-
-class Tokenizer(Protocol):
-    """Prompts -> token ids (N, 77) int64, padded/truncated to CLIP's context."""
-
-    def __call__(self, prompts: Sequence[str]) -> torch.Tensor: ...
-
-
-class OpenClipTokenizer:
-    """open_clip's BPE tokenizer of ViT-H-14 (SD2's text tower), shipped with the package: no download."""
-
-    def __init__(self) -> None:
-        import open_clip
-
-        self._tokenize = open_clip.get_tokenizer("ViT-H-14", context_length=CONTEXT_LENGTH)
-
-    def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
-        return self._tokenize(list(prompts)).long()  # (N, 77)
-
-
-class HFClipTokenizer:
-    """SD2's ``CLIPTokenizer`` (from the local SD2 folder) with the padding SD pipelines use."""
-
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
-        from transformers import CLIPTokenizer
-
-        self._tokenizer = CLIPTokenizer.from_pretrained(str(folder))
-
-    def __call__(self, prompts: Sequence[str]) -> torch.Tensor:
-        out = self._tokenizer(
-            list(prompts),
-            padding="max_length",
-            max_length=CONTEXT_LENGTH,
-            truncation=True,
-            return_tensors="pt",
-        )
-        return out.input_ids  # (N, 77)
-
-
-def tiny_text_encoder(sizes: TinySizes) -> CLIPTextModel:
-    """A small random ``CLIPTextModel`` with CLIP's vocabulary (49408) and context (77)."""
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=sizes.text_width,
-        intermediate_size=4 * sizes.text_width,
-        num_hidden_layers=sizes.text_layers,
-        num_attention_heads=sizes.text_heads,
-        max_position_embeddings=CONTEXT_LENGTH,
-        hidden_act="gelu",
-        projection_dim=sizes.text_width,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=0,
-    )
-    return CLIPTextModel(config)
-
-
-def load_sd2_text(sd2_path: str | os.PathLike[str]) -> tuple[Tokenizer, CLIPTextModel]:
-    """Tokenizer and text encoder from a local diffusers folder: SD2's (tokenizer/, text_encoder/), or
-    the tiny prior's, which has no tokenizer/ and uses open_clip's (same vocabulary and padding)."""
-    folder = Path(sd2_path)
-    if not (folder / "text_encoder").is_dir():
-        raise FileNotFoundError(f"{(folder / 'text_encoder').resolve()}: not found; download {SD2_SOURCE}")
-    tokenizer = (
-        HFClipTokenizer(folder / "tokenizer") if (folder / "tokenizer").is_dir() else OpenClipTokenizer()
-    )
-    return tokenizer, CLIPTextModel.from_pretrained(str(folder / "text_encoder"))
-
-
-def encode_prompts(tokenizer: Tokenizer, text_encoder: CLIPTextModel, prompts: Sequence[str]) -> torch.Tensor:
-    """Prompts -> text embeddings (N, 77, hidden): the last hidden state, on the encoder's device."""
-    ids = tokenizer(prompts).to(text_encoder.device)
-    return text_encoder(ids)[0]
+def build_tag_source(
+    params: PromptParams, model: ModelParams | None = None, device: Device = "cpu"
+) -> TagSource:
+    """The tag source of ``params.tags`` for images and of ``params.train_tags`` for training samples
+    (one source when both are the same ``none`` or ``file``). ``model``: needed by ``ram`` / ``dape``."""
+    for key in ("tags", "train_tags"):
+        if getattr(params, key) not in TAG_SOURCES:
+            known = ", ".join(TAG_SOURCES)
+            raise ValueError(f"model.prompts.{key} {getattr(params, key)!r} unknown; known: {known}")
+    images = TAG_SOURCES[params.tags](params, "images", model, device)
+    if params.train_tags == params.tags and params.tags in ("none", "file"):
+        return images
+    return PromptTags(TAG_SOURCES[params.train_tags](params, "train", model, device), images)

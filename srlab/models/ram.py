@@ -8,7 +8,7 @@ copied here. Summary of what this module rebuilds:
   see ``ram_checkpoint.RENAMING``). Its final-norm tokens (12x12 = 144 at 384 px, width 1536) get their
   mean prepended as token 0, then ``image_proj`` maps 1536 -> 512: RAM's image embeddings, shape
   (B, 1 + (S/32)^2, 512) = (B, 145, 512) at paper size. SeeSR feeds exactly these as c_sem
-  (``generate_image_embeds``); they are what a later ``extractor: dape`` returns.
+  (``generate_image_embeds``); they are what ``extractor: dape`` returns (srlab.models.tagging).
 - Tag-recognition head (Query2Label-style): 2 BERT layers of width 768 whose self-attention was deleted;
   each layer is cross-attention (4 heads, queries = the 4585 label embeddings, keys/values = the 145 image
   tokens of width 512) + feed-forward 3072, post-LayerNorm (eps 1e-12). Label queries are

@@ -25,12 +25,14 @@ processors see it (they would warn about an unknown key at every layer). ``{"c_s
 semantic blocks (the ``none`` extractor); a missing key raises, so training can never silently run
 without semantics.
 
-Tensor contract: c_sem is float, shape (B, T, width): T tokens (4096 = 64x64 in the paper), width
-channels (512); batch 1 broadcasts over the model batch (e.g. both halves of classifier-free guidance).
+Tensor contract: c_sem is float, shape (B, T, width): T tokens (4096 = 64x64 in the paper; the ``dape``
+extractor of Table 5, srlab.models.tagging: RAM's 145), width channels (512); batch 1 broadcasts over
+the model batch (e.g. both halves of classifier-free guidance).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -43,7 +45,7 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.transformers.transformer_2d import Transformer2DModel, Transformer2DModelOutput
 from torch import nn
 
-from srlab.models.params import SemanticParams
+from srlab.models.params import ModelParams, SemanticParams
 
 C_SEM = "c_sem"  # the cross_attention_kwargs key
 SEMANTIC_ATTR = "image_attentions"  # the authors' name: state-dict keys *.image_attentions.N.*
@@ -393,26 +395,41 @@ def load_sam2(
     return sam.requires_grad_(False).eval().to(device)
 
 
-def _build_sam2(params: SemanticParams, device: str | torch.device) -> Sam2Extractor:
+def _build_sam2(
+    params: SemanticParams, device: str | torch.device, model: ModelParams | None
+) -> Sam2Extractor:
     sam = load_sam2(params.sam2_config, params.sam2_checkpoint, params.sam2_overrides, device)
     return Sam2Extractor(sam, params.tokens, params.width)
 
 
-def _build_none(params: SemanticParams, device: str | torch.device) -> NoSemantics:
+def _build_none(params: SemanticParams, device: str | torch.device, model: ModelParams | None) -> NoSemantics:
     return NoSemantics(params.tokens, params.width)
 
 
-# name -> builder; add "dape" here (and to SemanticParams.extractor) when it is packaged
-EXTRACTORS: dict[str, Callable[[SemanticParams, str | torch.device], SemanticExtractor]] = {
+def _build_dape(params: SemanticParams, device: str | torch.device, model: ModelParams | None) -> nn.Module:
+    from srlab.models import tagging  # RAM, timm: only for this extractor
+
+    if model is None:
+        raise ValueError("model.semantic.extractor dape reads its weights from model.prompts: pass model=")
+    return tagging.build_dape_extractor(dataclasses.replace(model, semantic=params), device)
+
+
+# name -> builder (semantic params, device, the whole model params: dape's weights are in model.prompts)
+EXTRACTORS: dict[
+    str, Callable[[SemanticParams, str | torch.device, ModelParams | None], SemanticExtractor]
+] = {
     "sam2": _build_sam2,
     "none": _build_none,
+    "dape": _build_dape,
 }
 
 
-def build_extractor(params: SemanticParams, device: str | torch.device = "cpu") -> SemanticExtractor:
-    """The extractor named by ``params.extractor`` (frozen, eval, on ``device``)."""
+def build_extractor(
+    params: SemanticParams, device: str | torch.device = "cpu", model: ModelParams | None = None
+) -> SemanticExtractor:
+    """The extractor named by ``params.extractor`` (frozen, eval, on ``device``); ``dape`` needs ``model``."""
     if params.extractor not in EXTRACTORS:
         raise ValueError(
             f"model.semantic.extractor {params.extractor!r} unknown; known: {', '.join(EXTRACTORS)}"
         )
-    return EXTRACTORS[params.extractor](params, device)
+    return EXTRACTORS[params.extractor](params, device, model)

@@ -36,7 +36,7 @@ from torch import nn
 from transformers import CLIPTextModel
 
 from srlab.io import atomic_dir
-from srlab.models.params import ModelParams, SemanticParams, TinySizes
+from srlab.models.params import ModelParams, SemanticParams
 from srlab.models.prompts import (
     SD2_SOURCE,
     OpenClipTokenizer,
@@ -58,9 +58,15 @@ from srlab.models.semantic import (
     semantic_modules,
     shapes,
 )
+from srlab.models.tiny import (  # noqa: F401  (re-exported: the tiny parts of the model)
+    PRIOR_DIR,
+    TINY_SCHEDULER,
+    prior_model_dir,
+    tiny_unet_config,
+    tiny_vae,
+)
 
 # A trained weights folder (the train stage's output): the tiny profile's SD2 stand-in and the SR weights.
-PRIOR_DIR = "prior"  # vae/, unet/, text_encoder/, scheduler/ (diffusers layout)
 FINAL_DIR = "final"  # unet/, controlnet/ in the authors' layout
 
 # Where the paper-size weights come from (nothing can be downloaded at run time).
@@ -80,16 +86,6 @@ SD2_FILES = {  # subfolder -> required files; a tuple lists alternatives
     "tokenizer": ("vocab.json", "merges.txt"),
     "scheduler": ("scheduler_config.json",),
 }
-# SD2-base's scheduler_config.json, so the tiny prior is trained on the same noise schedule.
-TINY_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    prediction_type="epsilon",
-    clip_sample=False,
-    steps_offset=1,
-)
 # Config keys that change the function of a UNet/ControlNet: a checkpoint must agree on those it has.
 ARCH_KEYS = (
     *("in_channels", "out_channels", "conditioning_channels", "block_out_channels", "layers_per_block"),
@@ -246,8 +242,8 @@ def build_sr_model(
             scheduler = DDPMScheduler(**TINY_SCHEDULER)
             unet = UNet2DConditionModel.from_config(unet_config)
         unet, controlnet = build_denoisers(unet, *denoiser_args)
-        semantic = build_extractor(params.semantic, device)
-    tags = build_tag_source(params.prompts)
+        semantic = build_extractor(params.semantic, device, params)
+    tags = build_tag_source(params.prompts, params, device)
     model = SRModel(params, vae, unet, controlnet, text_encoder, tokenizer, scheduler, semantic, tags)
     # 4. The authors' (or our) trained weights
     if params.checkpoint is not None:
@@ -275,36 +271,6 @@ def build_denoisers(
     for mine, source in zip(semantic_modules(controlnet), semantic_modules(unet), strict=False):  # down + mid
         mine.load_state_dict(source.state_dict())
     return unet, controlnet
-
-
-def tiny_unet_config(sizes: TinySizes) -> dict[str, Any]:
-    """SD2's UNet layout at tiny sizes: attention at every level but the last, linear projections."""
-    n = len(sizes.unet_channels)
-    return dict(
-        in_channels=sizes.latent_channels,
-        out_channels=sizes.latent_channels,
-        down_block_types=["CrossAttnDownBlock2D"] * (n - 1) + ["DownBlock2D"],
-        up_block_types=["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (n - 1),
-        block_out_channels=list(sizes.unet_channels),
-        layers_per_block=sizes.layers_per_block,
-        attention_head_dim=list(sizes.unet_heads),  # diffusers' SD2 naming: the number of heads
-        cross_attention_dim=sizes.text_width,
-        norm_num_groups=sizes.norm_groups,
-        use_linear_projection=True,
-    )
-
-
-def tiny_vae(sizes: TinySizes) -> AutoencoderKL:
-    n = len(sizes.vae_channels)
-    return AutoencoderKL(
-        down_block_types=("DownEncoderBlock2D",) * n,
-        up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(sizes.vae_channels),
-        layers_per_block=sizes.layers_per_block,
-        latent_channels=sizes.latent_channels,
-        norm_num_groups=sizes.norm_groups,
-        scaling_factor=sizes.vae_scaling_factor,
-    )
 
 
 def _unet_config(params: ModelParams) -> dict[str, Any]:
@@ -381,8 +347,8 @@ def check_model_files(params: ModelParams) -> None:
     sam2 = params.semantic.sam2_checkpoint
     if params.semantic.extractor == "sam2" and sam2 is not None and not Path(sam2).is_file():
         problems.append(f"{Path(sam2).resolve()} (from Hugging Face facebook/sam2.1-hiera-tiny)")
-    tags = params.prompts.tags_file
-    if params.prompts.tags == "file" and tags is not None and not Path(tags).exists():
+    tags, uses_file = params.prompts.tags_file, "file" in (params.prompts.tags, params.prompts.train_tags)
+    if uses_file and tags is not None and not Path(tags).exists():
         problems.append(f"{Path(tags).resolve()} (model.prompts.tags_file: tags exported with RAM)")
     if problems:
         raise FileNotFoundError("model files missing:\n  " + "\n  ".join(problems))

@@ -4,8 +4,10 @@ Two presets (README, "Sampler presets", says where each value comes from):
 - ``paper``: Table 1 with the Table 3 prompts;
 - ``release``: the authors' README commands with their script's argparse defaults, as the script runs.
 ``overrides`` sets the compute knobs of every preset for a profile (tiny: CPU-sized; null: the
-preset's value). ``fidelity`` picks how the sampler computes (srlab.sampling.pipeline): ``release``
-reproduces the released inference code's arithmetic, ``srlab`` is this project's (README, "Fidelity").
+preset's value); ``kind_overrides`` the sampling knobs of one kind of set for a profile (tiny: what its
+small models need, measured in params.yaml; the paper profile: none). ``fidelity`` picks how the
+sampler computes (srlab.sampling.pipeline): ``release`` reproduces the released inference code's
+arithmetic, ``srlab`` is this project's (README, "Fidelity").
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ class ComputeOverrides:
     vae_decoder_tile: Annotated[int, Field(ge=4)] | None
 
 
+@schema
+class KindOverrides:
+    """Sampling knobs set over every preset's entry of one kind of set (null: the preset's value)."""
+
+    start_point: Literal["noise", "lr"] | None
+    start_steps: Annotated[int, Field(ge=0, le=999)] | None
+    guidance_scale: Annotated[float, Field(ge=0.0, le=50.0)] | None
+    color_fix: Literal["none", "adain", "wavelet"] | None
+
+
 PRESETS = ("paper", "release")
 Preset = Literal["paper", "release"]
 
@@ -64,6 +76,7 @@ class InferParams:
     set_presets: dict[str, Preset]  # ... unless its name is here (eval set name -> preset name)
     fidelity: Literal["release", "srlab"]
     overrides: ComputeOverrides
+    kind_overrides: dict[str, KindOverrides]  # kind of set (synthetic / wild) -> its knobs over every preset
     presets: dict[Preset, dict[str, SamplerParams]]  # preset -> kind of set (synthetic / wild) -> settings
     device: Literal["auto", "cpu", "cuda"]
     dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: see srlab.sampling.upscale
@@ -86,6 +99,9 @@ class InferParams:
                 f"add infer.presets.{name}.{kind}"
             )
         changes = {k: v for k, v in dataclasses.asdict(self.overrides).items() if v is not None}
+        if kind in self.kind_overrides:
+            knobs = dataclasses.asdict(self.kind_overrides[kind]).items()
+            changes.update({k: v for k, v in knobs if v is not None})
         return dataclasses.replace(tracks[kind], **changes)
 
     def with_sampler(self, kind: str, settings: SamplerParams, set_name: str | None = None) -> InferParams:
@@ -94,4 +110,4 @@ class InferParams:
         baked = {p: {k: self.sampler(k, preset=p) for k in tracks} for p, tracks in self.presets.items()}
         baked[self.preset_for(set_name)][kind] = settings
         empty = ComputeOverrides(**dict.fromkeys(dataclasses.asdict(self.overrides)))
-        return dataclasses.replace(self, presets=baked, overrides=empty)
+        return dataclasses.replace(self, presets=baked, overrides=empty, kind_overrides={})

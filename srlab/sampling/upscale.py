@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from srlab import io
 from srlab.config import Params
-from srlab.models.sr_model import FINAL_DIR, PRIOR_DIR, SRModel, build_sr_model
+from srlab.models.sr_model import FINAL_DIR, SRModel, build_sr_model, prior_model_dir
+from srlab.models.tagging import with_tag_cache
 from srlab.sampling.params import InferParams, SamplerParams
 from srlab.sampling.pipeline import SRPipeline
 
@@ -68,15 +69,20 @@ class RandomStreams:
 
 
 def model_params_for_inference(params: Params, weights: str | Path | None) -> Params:
-    """Point the model at trained weights: ``weights`` is a train stage folder (``prior/`` + ``final/``),
-    or a checkpoint in the authors' layout (``unet/`` + ``controlnet/``), or None (params as they are)."""
+    """Point the model at trained weights: ``weights`` is a train stage folder (``final/``, and the tiny
+    prior in ``../prior/model``),
+    or a checkpoint in the authors' layout (``unet/`` + ``controlnet/``), or None (params as they are).
+    A train stage folder also brings the tag stage's cache beside it (``tags: ram | dape``; images not in
+    it are tagged on the fly)."""
     if weights is None:
         return params
     weights = Path(weights)
     model = params.model
     if (weights / FINAL_DIR).is_dir():
-        if (weights / PRIOR_DIR).is_dir():
-            model = dataclasses.replace(model, sd2_path=str(weights / PRIOR_DIR))
+        model = with_tag_cache(params, weights.parent).model  # the tag stage's, beside the train stage's
+        prior = prior_model_dir(weights.parent)  # the prior stage's, beside the train stage's folder
+        if (prior / "unet").is_dir():  # the tiny profile (paper: model.sd2_path, SD2 base)
+            model = dataclasses.replace(model, sd2_path=str(prior))
         model = dataclasses.replace(model, checkpoint=str(weights / FINAL_DIR))
     elif (weights / "unet").is_dir() and (weights / "controlnet").is_dir():
         model = dataclasses.replace(model, checkpoint=str(weights))

@@ -11,8 +11,10 @@ from srlab.config import schema
 
 @schema
 class PriorParams:
-    """The tiny profile's from-scratch prior (VAE, then UNet) on HR crops; the paper uses SD2 instead."""
+    """The tiny profile's from-scratch prior (VAE, then UNet) on crops of the training photos (the prior
+    stage, srlab.training.prior); the paper uses SD2 instead."""
 
+    crop_size: Annotated[int, Field(ge=8)]  # random crops of the training photos (HR px)
     vae_steps: Annotated[int, Field(ge=0)]
     vae_lr: Annotated[float, Field(ge=0.0, le=1.0)]
     kl_weight: Annotated[float, Field(ge=0.0)]  # KL(posterior || N(0, 1)) weight beside the L1 reconstruction
@@ -20,6 +22,10 @@ class PriorParams:
     unet_lr: Annotated[float, Field(ge=0.0, le=1.0)]
     batch_size: Annotated[int, Field(ge=1)]
     scaling_batches: Annotated[int, Field(ge=1)]  # batches whose latent std sets vae.config.scaling_factor
+    max_grad_norm: Annotated[float, Field(ge=0.0)]  # 0 disables clipping
+    checkpoint_every: Annotated[int, Field(ge=0)]  # resume points (the newest is kept); 0: only at the end
+    log_every: Annotated[int, Field(ge=1)]
+    val_crop: Annotated[int, Field(ge=0)]  # centre crop of the held-out photos in reconstruction.json
 
 
 @schema

@@ -22,10 +22,11 @@ SECTIONS = train.SECTIONS
 
 
 def validation_set(data_dir: Path) -> Path:
-    """The held-out pairs: the paired eval set the degrade stage made from the validation photos."""
-    for s in find_eval_sets(data_dir):
-        if s.source == "val" and s.paired:
-            return s.lr_dir.parent
+    """The held-out pairs: the paired eval set the degrade stage made from the validation photos (the
+    synthetic pipeline's, which training's data resembles, when there are several)."""
+    found = [s for s in find_eval_sets(data_dir) if s.source == "val" and s.paired]
+    for s in sorted(found, key=lambda s: (s.pipeline or s.kind) != "synthetic"):
+        return s.lr_dir.parent
     raise FileNotFoundError(
         f"{data_dir}: no paired validation set; set data.val_fraction > 0 and rerun degrade"
     )

@@ -1,10 +1,9 @@
-"""Training: the ControlNet + semantic blocks of Eq. 4, and the tiny profile's from-scratch prior.
+"""Training: the ControlNet + semantic blocks of Eq. 4 (the train stage).
 
 The paper trains only the ControlNet and the UNet's semantic blocks, with SD2 base frozen as the prior,
 epsilon-prediction MSE (Eq. 4), Adam at 5e-5 for 90k steps. The tiny profile has no pretrained SD2 to
-lean on, so it first trains one of its own on the HR crops (a VAE, then an unconditional UNet) and
-writes it as an SD2-like diffusers folder; the SR phase then loads that folder exactly as the paper
-profile loads SD2 base.
+lean on: the prior stage (srlab.training.prior) trains one of its own, and this stage loads that folder
+exactly as the paper profile loads SD2 base.
 
 Runs in a notebook (one process) or on many GPUs/nodes with the same code:
 
@@ -28,33 +27,31 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers import DDPMScheduler
 from torch.utils.data import DataLoader, Dataset
 
 from srlab.config import PROFILES, SECTION_NAMES, Params, Subset, as_dict, load_params
 from srlab.data.datasets import TrainPairs
 from srlab.data.degrade_params import DegradeParams
 from srlab.data.params import DataParams
-from srlab.io import atomic_dir, to_vae_range
+from srlab.io import atomic_dir
 from srlab.models.params import ModelParams
-from srlab.models.prompts import OpenClipTokenizer, encode_prompts, tiny_text_encoder
 from srlab.models.sr_model import (
     FINAL_DIR,
-    PRIOR_DIR,
-    TINY_SCHEDULER,
     SRModel,
     build_sr_model,
     load_seesr_init,
     predict,
+    prior_model_dir,
     save_checkpoint,
-    tiny_unet_config,
-    tiny_vae,
     trainable_parameters,
 )
+from srlab.models.tagging import with_tag_cache
 from srlab.provenance import git_revision
 from srlab.sampling.params import PRESETS, InferParams
 from srlab.training import loop
 from srlab.training.params import TrainParams
+from srlab.training.prior import encode_latents
 
 LIVE_DIR = "dvclive"  # the train stage's DVCLive folder: every phase's curves, validation scores
 
@@ -64,7 +61,7 @@ LIVE_DIR = "dvclive"  # the train stage's DVCLive folder: every phase's curves, 
 SECTIONS = {
     "data": DataParams, "degrade": DegradeParams, "model": ModelParams, "train": TrainParams,
     "infer": Subset(InferParams, ("preset", "set_presets", "fidelity", "overrides", "device", "dtype",
-                                  *(f"presets.{p}.synthetic" for p in PRESETS))),  # validation: synthetic
+                                  "kind_overrides.synthetic", *(f"presets.{p}.synthetic" for p in PRESETS))),
 }  # fmt: skip
 
 
@@ -78,18 +75,9 @@ RESUME_IGNORED = (
     "train.num_workers",  # a batch is a function of its step, not of the DataLoader's workers
     *(s for s in SECTION_NAMES if s not in ("base", "data", "degrade", "model", "train", "infer")),
 )  # fmt: skip
-# The SR phase's own settings: the prior phases do not read them (no LR schedule: a step count only
-# says where a phase stops, so a run may be extended).
-SR_ONLY = (
-    "train.steps", "train.batch_size", "train.lr", "train.null_prompt_prob",
-    *(f"model.{f.name}" for f in dataclasses.fields(ModelParams) if f.name != "tiny"),
-)  # fmt: skip
-PHASE_IGNORED = {
-    "prior_vae": (*SR_ONLY, "train.prior.vae_steps", "train.prior.unet_steps", "train.prior.unet_lr",
-                  "train.prior.scaling_batches"),
-    "prior_unet": (*SR_ONLY, "train.prior.unet_steps"),
-    "sr": ("train.steps",),  # + model.sd2_path when it is the prior this stage trains (train_sr)
-}  # fmt: skip
+# What the SR phase may change on resume beyond that: its step count (no LR schedule, so a step count only
+# says where it stops and a run may be extended).
+PHASE_IGNORED = {"sr": ("train.steps",)}  # + model.sd2_path when it is the tiny prior (train_sr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,14 +169,6 @@ def noised(scheduler: DDPMScheduler, latents: torch.Tensor, gen: torch.Generator
     return scheduler.add_noise(latents, noise, t), t, diffusion_target(scheduler, latents, noise, t)
 
 
-def encode_latents(vae: AutoencoderKL, image: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """[0, 1] images -> scaled latents, a posterior sample drawn from ``gen``."""
-    with torch.no_grad():
-        dist = vae.encode(to_vae_range(image)).latent_dist
-        eps = torch.randn(dist.mean.shape, generator=gen).to(dist.mean)
-        return (dist.mean + dist.std * eps) * vae.config.scaling_factor
-
-
 def drop_prompts(prompts: list[str], prob: float, gen: torch.Generator) -> list[str]:
     """Replace each prompt by "" with probability ``prob`` (the null prompt CFG needs at inference)."""
     keep = torch.rand(len(prompts), generator=gen) >= prob
@@ -217,20 +197,6 @@ def sr_loss(
         c_sem = model.semantic_tokens(lr)
     pred = predict(unet, controlnet, noisy, t, embeds, lr, c_sem)
     return F.mse_loss(pred.float(), target.float())
-
-
-class VAEWithKL(torch.nn.Module):
-    """forward(x in [0, 1], eps) -> (reconstruction in [-1, 1], KL to N(0, I)): one forward call, so
-    DistributedDataParallel sees (and synchronises) the whole VAE step."""
-
-    def __init__(self, vae: AutoencoderKL) -> None:
-        super().__init__()
-        self.vae = vae
-
-    def forward(self, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        dist = self.vae.encode(to_vae_range(x)).latent_dist
-        z = dist.mean + dist.std * torch.randn(dist.mean.shape, generator=gen).to(dist.mean)
-        return self.vae.decode(z).sample, dist.kl().mean()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,117 +263,6 @@ def _phase(
     )
 
 
-def train_prior(
-    params: Params,
-    data_root: Path,
-    out_dir: Path,
-    accelerator: Accelerator,
-    allow_params_change: bool = False,
-) -> Path:
-    """Tiny profile: VAE (L1 + small KL), its latent scale, then an unconditional UNet on its latents.
-
-    Writes ``out_dir/prior`` as a diffusers folder (vae/, unet/, text_encoder/, scheduler/).
-    ``allow_params_change``: resume checkpoints trained with other params (``loop.run_phase``)."""
-    prior = params.train.prior
-    if prior is None:
-        raise ValueError("train.prior is null: the paper profile uses SD2 base (model.sd2_path) instead")
-    sizes = params.model.tiny
-    seed = params.base.seed
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)  # module initialisation only; no training draw uses the global RNG
-        vae, text_encoder = tiny_vae(sizes), tiny_text_encoder(sizes)
-        unet = UNet2DConditionModel.from_config(tiny_unet_config(sizes))
-    scheduler = DDPMScheduler(**TINY_SCHEDULER)
-    device = accelerator.device
-    text_encoder.requires_grad_(False).to(device)
-    batch_size = prior.batch_size
-
-    # 1. VAE
-    vae_dir = out_dir / "prior_vae"
-    feed = _feed(params, data_root, batch_size, accelerator, _start_step(vae_dir))
-
-    def vae_loss(
-        models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator
-    ) -> torch.Tensor:
-        hr = feed(step, micro)["hr"].to(device)
-        recon, kl = models["vae"](hr, g)
-        return F.l1_loss(recon, to_vae_range(hr)) + prior.kl_weight * kl
-
-    def save_vae(folder: Path, models: dict[str, torch.nn.Module]) -> None:
-        models["vae"].vae.save_pretrained(folder / "vae")
-
-    vae.train().requires_grad_(True)
-    wrapper = VAEWithKL(vae)
-    models = {"vae": wrapper}
-    phase = _phase(
-        "prior_vae",
-        prior.vae_steps,
-        models,
-        prior.vae_lr,
-        vae_loss,
-        save_vae,
-        params,
-        accelerator,
-        out_dir / LIVE_DIR,
-        batch=batch_size,
-    )
-    loop.run_phase(phase, accelerator, vae_dir, seed, allow_params_change)
-    vae = accelerator.unwrap_model(phase.models["vae"]).vae.requires_grad_(False).eval()
-
-    # 2. Latent scale: unit-variance latents, as SD's 0.18215 was chosen for its VAE
-    with torch.no_grad():
-        zs = [encode_latents(vae, feed(10**9 + i, 0)["hr"].to(device), loop.step_generator(seed, i)) for i in
-              range(prior.scaling_batches)]  # fmt: skip
-        std = torch.cat(zs).std().item() / vae.config.scaling_factor
-    vae.register_to_config(scaling_factor=1.0 / std)
-
-    # 3. Unconditional UNet on the prior's latents (empty prompt)
-    unet_dir = out_dir / "prior_unet"
-    feed = _feed(params, data_root, batch_size, accelerator, _start_step(unet_dir))
-    tokenizer = OpenClipTokenizer()
-    with torch.no_grad():
-        empty = encode_prompts(tokenizer, text_encoder, [""]).to(device)
-
-    def unet_loss(
-        models: dict[str, torch.nn.Module], step: int, micro: int, g: torch.Generator
-    ) -> torch.Tensor:
-        latents = encode_latents(vae, feed(step, micro)["hr"].to(device), g)
-        noisy, t, target = noised(scheduler, latents, g)
-        pred = models["unet"](noisy, t, encoder_hidden_states=empty.expand(len(latents), -1, -1)).sample
-        return F.mse_loss(pred.float(), target.float())
-
-    def save_unet(folder: Path, models: dict[str, torch.nn.Module]) -> None:
-        models["unet"].save_pretrained(folder / "unet")
-
-    unet.train().requires_grad_(True)
-    models = {"unet": unet}
-    phase = _phase(
-        "prior_unet",
-        prior.unet_steps,
-        models,
-        prior.unet_lr,
-        unet_loss,
-        save_unet,
-        params,
-        accelerator,
-        out_dir / LIVE_DIR,
-        batch=batch_size,
-    )
-    loop.run_phase(phase, accelerator, unet_dir, seed, allow_params_change)
-    unet = accelerator.unwrap_model(phase.models["unet"])
-
-    # 4. The SD2-like folder the SR phase loads
-    target = out_dir / PRIOR_DIR
-    if accelerator.is_main_process:
-        with atomic_dir(target) as tmp:
-            vae.save_pretrained(tmp / "vae")
-            unet.save_pretrained(tmp / "unet")
-            text_encoder.save_pretrained(tmp / "text_encoder")
-            scheduler.save_pretrained(tmp / "scheduler")
-    accelerator.wait_for_everyone()
-    return target
-
-
 def train_sr(
     params: Params,
     data_root: Path,
@@ -440,7 +295,8 @@ def train_sr(
     )
     model.controlnet.train()
     models = {"unet": model.unet, "controlnet": model.controlnet}
-    derived = ("model.sd2_path",) if tp.prior is not None else ()  # out_dir/prior: its params are compared
+    # build-folder paths the stages fill in: what they hold (train.prior, the tag cache) is compared itself
+    derived = ("model.prompts.tags_dir", *(("model.sd2_path",) if tp.prior is not None else ()))
     phase = _phase(
         "sr",
         tp.steps,
@@ -468,11 +324,16 @@ def train_sr(
     return final
 
 
-def sr_model_params(params: Params, out_dir: Path) -> Params:
-    """Params whose model loads the tiny prior folder as its SD2 (no change for the paper profile)."""
+def sr_model_params(params: Params, train_dir: Path) -> Params:
+    """Params whose model loads the prior stage's folder beside ``train_dir`` as its SD2 (tiny
+    profile; no change for the paper profile, whose model.sd2_path is SD2 base), and the tag stage's cache."""
+    params = with_tag_cache(params, Path(train_dir).parent)  # tags: ram | dape (srlab.models.tagging)
     if params.train.prior is None:
         return params
-    model = dataclasses.replace(params.model, sd2_path=str(out_dir / PRIOR_DIR))
+    prior = prior_model_dir(Path(train_dir).parent)
+    if not (prior / "unet").is_dir():
+        raise FileNotFoundError(f"{prior}: no tiny prior; run `dvc repro prior` (or `dvc pull prior`) first")
+    model = dataclasses.replace(params.model, sd2_path=str(prior))
     return params.replace(model=model)
 
 
@@ -492,15 +353,14 @@ def run(
     allow_params_change: bool = False,
     **sr_kwargs: Any,
 ) -> Path:
-    """The whole train stage: the prior (tiny profile), then the SR phase; returns the final folder.
+    """The SR phase on the prior stage's prior (tiny profile: ``<out_dir>/../prior``); returns the final
+    folder.
 
     Re-running continues from the newest checkpoints in ``out_dir``; one trained with other params
     (but for what ``RESUME_IGNORED`` / ``PHASE_IGNORED`` allow) refuses with ``loop.ResumeError``
     unless ``allow_params_change``."""
     out_dir, data_root = Path(out_dir), Path(data_root)
     accelerator = accelerator_for(params)
-    if params.train.prior is not None:
-        train_prior(params, data_root, out_dir, accelerator, allow_params_change)
     sr_params = sr_model_params(params, out_dir)
     return train_sr(
         sr_params, data_root, out_dir, accelerator, allow_params_change=allow_params_change, **sr_kwargs
