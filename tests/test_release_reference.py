@@ -75,7 +75,9 @@ def test_release_fidelity_reproduces_the_released_codes_images(case: str) -> Non
     pipe = SRPipeline(reference_model(), fidelity="release")
     kw = dict(CASES[case])
     seed = kw.pop("seed")
-    settings = load_all(ROOT / "params.yaml").infer.sampler("wild", preset="release")
+    infer = load_all(ROOT / "params.yaml").infer
+    # the release preset as the released script runs it: not the tiny profile's sampling knobs
+    settings = dataclasses.replace(infer, kind_overrides={}).sampler("wild", preset="release")
     settings = dataclasses.replace(settings, steps=4, process_size=128, user_prompt="", **kw)
     streams = RandomStreams(seed, torch.device("cpu"), "release")
     values, off = 0, 0
