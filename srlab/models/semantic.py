@@ -292,6 +292,14 @@ class SemanticExtractor(Protocol):
     def __call__(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor | None: ...
 
 
+def check_lr_batch(lr: torch.Tensor) -> None:
+    """What every extractor takes: a (B, 3, h, w) batch in [0, 1] (a small float tolerance)."""
+    if lr.ndim != 4 or lr.shape[1] != 3:
+        raise ValueError(f"LR image must have shape (B, 3, h, w), got {tuple(lr.shape)}")
+    if lr.min() < -1e-3 or lr.max() > 1 + 1e-3:
+        raise ValueError(f"LR image must be in [0, 1], got [{lr.min():.3f}, {lr.max():.3f}]")
+
+
 class Sam2Extractor(nn.Module):
     """c_sem from a frozen SAM2 image encoder, as the released inference computes it (module docstring).
 
@@ -326,10 +334,7 @@ class Sam2Extractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor:
-        if lr.ndim != 4 or lr.shape[1] != 3:
-            raise ValueError(f"LR image must have shape (B, 3, h, w), got {tuple(lr.shape)}")
-        if lr.min() < -1e-3 or lr.max() > 1 + 1e-3:
-            raise ValueError(f"LR image must be in [0, 1], got [{lr.min():.3f}, {lr.max():.3f}]")
+        check_lr_batch(lr)
         dtype = self.no_mem_embed.dtype
         # bilinear as Resize; the released code's torchvision 0.15 did not antialias tensors
         x = TF.resize(lr.to(dtype), [self.image_size, self.image_size], antialias=antialias)

@@ -33,6 +33,7 @@ from srlab.models.params import ModelParams, TaggerModel
 from srlab.models.prompts import FileTags
 from srlab.models.ram import LoraConfig, Ram, RamConfig, TagVocabulary
 from srlab.models.ram_checkpoint import WHERE_TO_GET, RamFileMissingError, load_ram, require_file
+from srlab.models.semantic import check_lr_batch
 
 Kind = Literal["ram", "dape"]
 ModelLike = ModelParams | TaggerModel  # what the tagger reads: size, semantic.width, prompts
@@ -291,10 +292,7 @@ class DapeExtractor(nn.Module):
 
     @torch.no_grad()
     def forward(self, lr: torch.Tensor, antialias: bool = True) -> torch.Tensor:
-        if lr.ndim != 4 or lr.shape[1] != 3:
-            raise ValueError(f"LR image must have shape (B, 3, h, w), got {tuple(lr.shape)}")
-        if lr.min() < -1e-3 or lr.max() > 1 + 1e-3:
-            raise ValueError(f"LR image must be in [0, 1], got [{lr.min():.3f}, {lr.max():.3f}]")
+        check_lr_batch(lr)
         x = self.ram.preprocess(lr.float(), antialias=antialias)  # (B, 3, S, S), float32
         return self.ram.image_embeds(x.to(self.ram.image_proj.weight.dtype))  # (B, T, width)
 
