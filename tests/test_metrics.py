@@ -408,7 +408,8 @@ def test_pairing_and_size_errors_name_files_and_fix(tmp_path: Path) -> None:
 def test_wild_set_without_weights_reports_every_metric_and_score(tmp_path: Path) -> None:
     params = evaluate_params(tmp_path / "hub")
     suite = metrics.MetricSuite(params.wild_metrics, params)
-    result = suite.evaluate_folder(write_set(tmp_path / "sr", {"x": photo(50)}), set_name="wild", method="m")
+    image = photo(50, 96, 128)  # NIQE's smallest: one 96 px block
+    result = suite.evaluate_folder(write_set(tmp_path / "sr", {"x": image}), set_name="wild", method="m")
     learned = [m for m in params.wild_metrics if metric_weights.METRICS[m].files]
     measured = {k: v for k, v in result.rows[0].items() if k not in ("set", "method", "image")}
     assert set(measured) == set(params.wild_metrics) - set(learned)  # piqe needs no weights
@@ -427,3 +428,21 @@ def test_piqe_runs_offline_and_prefers_the_clean_photo(tmp_path: Path) -> None:
     scores = [suite.score(image)["piqe"] for image in (clean, noisy, blocky)]
     assert scores[0] < scores[1] and scores[0] < scores[2], scores
     assert not suite.unavailable
+
+
+def test_niqe_runs_offline_on_the_bundled_basicsr_parameters(tmp_path: Path) -> None:
+    """NIQE with BasicSR's pristine model, bundled: clean BSD68 photos score about 2-4 with those parameters
+    (../shared/OFFLINE.md: 2.8-4.0 on the photos checked there), and noise or blur make the score worse."""
+    params = evaluate_params(tmp_path / "hub")  # an empty hub: NIQE needs nothing from it
+    suite = metrics.MetricSuite(["niqe"], params)
+    assert not suite.unavailable
+    g = torch.Generator().manual_seed(0)
+    for name in ("101085", "12084", "108082"):
+        clean = io.read_image(ROOT / "data" / "bsd68" / f"{name}.png")
+        noisy = (clean + 0.1 * torch.randn(clean.shape, generator=g)).clamp(0, 1)
+        blurred = F.avg_pool2d(F.pad(clean[None], (2, 2, 2, 2), mode="replicate"), 5, 1)[0]
+        scores = [suite.score(image)["niqe"] for image in (clean, noisy, blurred)]
+        assert 2.0 <= scores[0] <= 4.0, (name, scores)
+        assert scores[1] > scores[0] + 3 and scores[2] > scores[0] + 1, (name, scores)
+    with pytest.raises(ValueError, match=r"\['niqe'\] need images of at least \[96\] px"):
+        suite.score(photo(1, 64, 200))

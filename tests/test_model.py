@@ -35,6 +35,7 @@ from srlab.models.sr_model import (
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = json.loads((ROOT / "tests" / "fixtures" / "seesr_layout_checkpoint.json").read_text())
+LATENT = load_all(ROOT / "params.yaml").model.tiny.latent_channels  # the tiny latents' width
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def model(params: ModelParams) -> SRModel:
 
 def inputs(model: SRModel, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    latents = torch.randn(batch, 4, 8, 8, generator=g)
+    latents = torch.randn(batch, LATENT, 8, 8, generator=g)
     lr = torch.rand(batch, 3, 8 * model.vae_scale_factor, 8 * model.vae_scale_factor, generator=g)
     timesteps = torch.randint(0, 1000, (batch,), generator=g)
     with torch.no_grad():
@@ -145,7 +146,7 @@ def test_zero_init_leaves_the_unet_output_unchanged_and_none_skips_the_blocks(
     params: ModelParams,
 ) -> None:
     g = torch.Generator().manual_seed(0)
-    x, text = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
+    x, text = torch.randn(1, LATENT, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
     c_sem = torch.randn(1, 256, 512, generator=g)
     with seeded(0):
         plain = UNet2DConditionModel.from_config(tiny_unet_config(params.tiny))
@@ -190,7 +191,8 @@ def test_none_c_sem_skips_the_semantic_blocks_of_the_whole_model(model: SRModel,
 
 def test_predict_checks_the_lr_image_size(model: SRModel, fixed: tuple) -> None:
     latents, timesteps, text, lr, c_sem = fixed
-    with pytest.raises(ValueError, match=r"lr_image must be \(B, 3, 32, 32\) for latents \(1, 4, 8, 8\)"):
+    expected = rf"lr_image must be \(B, 3, 32, 32\) for latents \(1, {LATENT}, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
         model.predict(latents, timesteps, text, lr[..., :16, :16], c_sem)
 
 
@@ -321,7 +323,7 @@ def test_paper_size_loads_a_local_sd2_folder(params: ModelParams, tmp_path: Path
     ids = net.tokenizer(["a red car, street"])
     assert torch.equal(ids, prompts.OpenClipTokenizer()(["a red car, street"]))  # same BPE, same padding
     assert net.encode_prompt(["a red car"]).shape == (1, 77, params.tiny.text_width)
-    assert output(net, inputs(net)).shape == (1, 4, 8, 8)
+    assert output(net, inputs(net)).shape == (1, LATENT, 8, 8)
     shutil.rmtree(sd2 / "tokenizer")  # the tiny prior the train stage writes: SD2's layout, no tokenizer/
     prior = build_sr_model(dataclasses.replace(params, sd2_path=str(sd2)))
     assert isinstance(prior.tokenizer, prompts.OpenClipTokenizer)

@@ -85,7 +85,7 @@ def test_lr_start_keeps_the_lr_content_and_noise_start_does_not(pipe: SRPipeline
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
         enlarged = F.interpolate(lr[None], scale_factor=4, mode="bicubic", align_corners=False).clamp(0, 1)
-        noise = torch.randn(1, 4, 16, 16, generator=gen)
+        noise = torch.randn(1, vae.config.latent_channels, 16, 16, generator=gen)
         posterior = vae.encode(enlarged * 2 - 1).latent_dist
         latent = (posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)) * sf
         scheduler = DDPMScheduler.from_config(pipe.model.scheduler.config)
@@ -117,7 +117,7 @@ def test_seeded_sampler_output_matches_the_stored_pixels(pipe: SRPipeline) -> No
 
 def test_guidance_scale_one_equals_the_conditional_branch(pipe: SRPipeline) -> None:
     g = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 8, 8, generator=g)
+    latents = torch.randn(1, PARAMS.model.tiny.latent_channels, 8, 8, generator=g)
     cond = torch.rand(1, 3, 32, 32, generator=g)
     embeds = pipe.model.encode_prompt(["a negative prompt", "a positive prompt"])
     c_sem = pipe.model.semantic_tokens(cond)

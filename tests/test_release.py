@@ -181,7 +181,7 @@ def test_release_seed_stream_runs_across_images_in_the_released_draw_order(pipe:
     advanced = torch.Generator().manual_seed(5)
     # image a's working size: scale 32/12; int(32/12*12) = 32, int(32/12*16) = int(42.67) = 42 -> 40;
     # latent (tiny VAE factor 4) 8x10
-    latent_a = (1, 4, 8, 10)
+    latent_a = (1, pipe.model.vae.config.latent_channels, 8, 10)
     for _ in range(1 + FAST.steps):
         torch.randn(latent_a, generator=advanced)
     again = pipe(b, FAST, advanced, posterior_generator=torch.Generator().manual_seed(5))

@@ -34,7 +34,7 @@ MODEL = {  # the tiny profile's model with a VAE factor of 8 (the release hard-c
     "size": "tiny", "sd2_path": None, "checkpoint": None, "controlnet_cond_channels": [16, 32, 32, 64],
     "semantic": {"init": "random", "sam2_checkpoint": None}, "prompts": {"tags": "none", "tags_file": None},
     "tiny": {"unet_channels": [32, 64], "unet_heads": [2, 4], "layers_per_block": 2, "norm_groups": 32,
-             "vae_channels": [32, 32, 32, 32], "vae_scaling_factor": 0.5},
+             "vae_channels": [32, 32, 32, 32], "latent_channels": 4, "vae_scaling_factor": 0.5},
 }  # fmt: skip
 PROMPT = "clean, high-resolution, 8k"  # the script's default added prompt
 CASES = {  # scripts/release_reference/run_cases.sh; all: tags "", prompt "", 4 DDPM steps, process size 128

@@ -394,12 +394,13 @@ def test_the_headline_says_which_is_better_by_each_metric_direction() -> None:
 
     document = {"sets": {
         "a_bicubic": {"srlab": {"psnr_rgb": 24.5, "piqe": 70.0}, "bicubic": {"psnr_rgb": 27.2, "piqe": 30.0}},
-        "a_wild": {"srlab": {"psnr_rgb": None, "piqe": 25.0}, "bicubic": {"psnr_rgb": None, "piqe": 28.0}},
+        "a_wild": {"srlab": {"psnr_rgb": None, "piqe": 35.0, "niqe": 6.0},
+                   "bicubic": {"psnr_rgb": None, "piqe": 28.0, "niqe": 8.0}},
         "b_synthetic": {"srlab": {"psnr_rgb": 23.0}, "bicubic": {"psnr_rgb": 22.5}},
     }}  # fmt: skip
     summary = {"sets": {"a_bicubic": {"kind": "synthetic"}, "a_wild": {"kind": "wild"}}}
     rows = {r["set"]: r for r in headline_rows(document, summary)}
     assert rows["a_bicubic"]["metric"].startswith("PSNR") and rows["a_bicubic"]["better"] == "bicubic / input"
-    assert rows["a_wild"]["metric"].startswith("PIQE") and rows["a_wild"]["better"] == "ours"  # lower wins
+    assert rows["a_wild"]["metric"].startswith("NIQE") and rows["a_wild"]["better"] == "ours"  # lower wins
     assert rows["b_synthetic"]["better"] == "ours" and rows["b_synthetic"]["kind"] == "?"
-    assert rows["a_wild"]["ours"] == 25.0 and rows["a_wild"]["bicubic / input"] == 28.0
+    assert rows["a_wild"]["ours"] == 6.0 and rows["a_wild"]["bicubic / input"] == 8.0

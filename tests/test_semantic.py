@@ -247,7 +247,7 @@ def test_c_sem_never_reaches_diffusers_attention_processors_and_deepcopy_keeps_b
         semantic.add_semantic_blocks(unet, 512, "full", "random")
     unet.set_attn_processor(RecordingProcessor())
     g = torch.Generator().manual_seed(5)
-    x, text, c_sem = torch.randn(1, 4, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g), None
+    x, text = torch.randn(1, unet.config.in_channels, 8, 8, generator=g), torch.randn(1, 77, 32, generator=g)
     c_sem = torch.randn(1, 16, 512, generator=g)
     run = lambda net: net(x, 10, encoder_hidden_states=text, cross_attention_kwargs={"c_sem": c_sem}).sample  # noqa: E731
     with torch.no_grad():

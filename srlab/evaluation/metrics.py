@@ -49,7 +49,7 @@ from srlab import io
 from srlab.evaluation.fullref import Y_DEFS as _Y_DEFS
 from srlab.evaluation.fullref import psnr, ssim
 from srlab.evaluation.params import EvaluateParams
-from srlab.evaluation.weights import METRICS, hub_dir, missing_weights, pyiqa_offline
+from srlab.evaluation.weights import ASSETS, METRICS, hub_dir, missing_weights, pyiqa_offline
 
 PYIQA_VERSION = "0.1.16"
 ScoreFn = Callable[[torch.Tensor, torch.Tensor | None], float]
@@ -242,7 +242,8 @@ class MetricSuite:
         import pyiqa
 
         with pyiqa_offline(self.hub, spec.full_checkpoint):
-            model = pyiqa.create_metric(name, device=self.device)
+            bundled = {"pretrained_model_path": str(ASSETS / spec.bundled)} if spec.bundled else {}
+            model = pyiqa.create_metric(name, device=self.device, **bundled)
         self.pyiqa_models[name] = model
         if spec.mode == "FR":
             return lambda sr, hr: float(model(sr[None], hr[None]))
@@ -261,6 +262,12 @@ class MetricSuite:
                 raise ValueError(
                     f"{what}: values must lie in [0, 1], got [{image.min():.4g}, {image.max():.4g}]"
                 )
+        small = [n for n in self.metrics if min(sr.shape[1:]) < METRICS[n].min_side]
+        if small:
+            raise ValueError(
+                f"{small} need images of at least {[METRICS[n].min_side for n in small]} px a side, got "
+                f"{tuple(sr.shape[1:])}; take them out of evaluate.wild_metrics / paired_metrics for such sets"
+            )
         needs_hr = [n for n in self.names if METRICS[n].mode == "FR"]
         if hr is None and needs_hr:
             raise ValueError(f"{needs_hr} need an HR reference; wild sets take evaluate.wild_metrics")

@@ -8,12 +8,12 @@ from pydantic import Field
 
 from srlab.config import schema
 
-NoRefMetric = Literal["musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe"]
+NoRefMetric = Literal["musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe", "niqe"]
 
 
 MetricName = Literal[
     "psnr_rgb", "psnr_y", "ssim_rgb", "ssim_y", "psnr_ntire", "ssim_ntire", "lpips",
-    "musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe",
+    "musiq", "maniqa", "clipiqa", "nrqm", "hyperiqa", "piqe", "niqe",
 ]  # fmt: skip
 
 

@@ -51,6 +51,11 @@ class MetricSpec:
     lower_better: bool = False
     module: str | None = None  # a module that pyiqa's code imports for it
     full_checkpoint: bool = False  # pyiqa's checkpoint holds the whole net, backbone included (strict)
+    bundled: str | None = None  # a parameter file shipped in srlab/evaluation/assets/ (pretrained_model_path)
+    min_side: int = 0  # smallest image side it can score (NIQE: its 96 px block)
+
+
+ASSETS = Path(__file__).parent / "assets"  # bundled metric parameters (assets/README.md: where from)
 
 
 def _hf(name: str) -> tuple[WeightFile, ...]:
@@ -85,6 +90,13 @@ METRICS: dict[str, MetricSpec] = {
     "nrqm": MetricSpec("NR", "pyiqa nrqm (Ma et al.), ~0-10", _hf("NRQM_model.mat")),
     "piqe": MetricSpec(
         "NR", "pyiqa piqe (Venkatanath et al.), ~0-100, hand-crafted, no weights", lower_better=True
+    ),
+    "niqe": MetricSpec(
+        "NR",
+        "pyiqa niqe (Mittal et al.), Y of YIQ, ~2-15; the pristine model of BasicSR 1.4.2 (bundled)",
+        lower_better=True,
+        bundled="niqe_pris_params.mat",
+        min_side=96,
     ),
     "hyperiqa": MetricSpec(
         "NR",
