@@ -58,7 +58,8 @@ def _file(module: str) -> Path | None:
 
 
 def closure(source: str) -> set[str]:
-    """Files (relative to the repo) of every srlab module ``source`` imports, transitively."""
+    """Files (relative to the repo) of every srlab module ``source`` imports, transitively, and the
+    ``assets/`` folders those modules read (``_assets``)."""
     todo, seen = list(_imports(source)), set()
     while todo:
         module = todo.pop()
@@ -69,7 +70,21 @@ def closure(source: str) -> set[str]:
         todo += [".".join(parts[:i]) for i in range(2, len(parts))]  # parent packages' __init__
         todo += list(_imports(_file(module).read_text()))
     files = {_file(m).relative_to(ROOT).as_posix() for m in seen}
+    files |= {d for m in seen if (d := _assets(_file(m))) is not None}
     return files - set(PACKAGE_INITS)  # they hold no code (test_package_inits_hold_no_code): no stage's dep
+
+
+def _assets(path: Path) -> str | None:
+    """The ``assets/`` folder beside a module that defines a top-level ``ASSETS`` (files it reads at run
+    time, e.g. bundled metric parameters): a dep of every stage that imports the module."""
+    tree = ast.parse(path.read_text())
+    targets = [t for n in tree.body if isinstance(n, ast.Assign) for t in n.targets]
+    targets += [n.target for n in tree.body if isinstance(n, ast.AnnAssign)]
+    defines = any(isinstance(t, ast.Name) and t.id == "ASSETS" for t in targets)
+    folder = path.parent / "assets"
+    if defines and not folder.is_dir():
+        raise AssertionError(f"{path} defines ASSETS but {folder} is not a folder")
+    return folder.relative_to(ROOT).as_posix() if defines else None
 
 
 def stage_source(cmd: str) -> str:
@@ -94,6 +109,14 @@ def test_stage_deps_are_its_import_closure(name: str) -> None:
     needed = closure(stage_source(stage["cmd"]))
     assert not needed - listed, f"{name}: imports but does not depend on {sorted(needed - listed)}"
     assert not listed - needed, f"{name}: depends on but never imports {sorted(listed - needed)}"
+
+
+def test_a_module_reading_bundled_assets_makes_them_a_dep() -> None:
+    """NIQE's bundled .mat is read at run time by srlab.evaluation.metrics (weights.ASSETS): an edit to
+    it must re-run what scores with it, and only that."""
+    assert "srlab/evaluation/assets" in closure("from srlab.evaluation import metrics")
+    assert "srlab/evaluation/assets" in STAGES["evaluate"]["deps"]
+    assert "srlab/evaluation/assets" not in closure("import srlab.training.prior")
 
 
 def test_package_inits_hold_no_code() -> None:

@@ -266,7 +266,8 @@ class MetricSuite:
         if small:
             raise ValueError(
                 f"{small} need images of at least {[METRICS[n].min_side for n in small]} px a side, got "
-                f"{tuple(sr.shape[1:])}; take them out of evaluate.wild_metrics / paired_metrics for such sets"
+                f"{tuple(sr.shape[1:])}; take them out of evaluate.wild_metrics / paired_metrics for "
+                "such sets"
             )
         needs_hr = [n for n in self.names if METRICS[n].mode == "FR"]
         if hr is None and needs_hr:
