@@ -20,8 +20,6 @@ unless ``run_phase(..., allow_params_change=True)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
@@ -33,7 +31,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -84,7 +81,6 @@ class Phase:
     # Dotted params.yaml keys (a key covers its sub-keys) that do not change what the phase trains
     # (e.g. train.log_every, the phase's own step count): they may differ on resume.
     params_ignored: tuple[str, ...] = ()
-    cli: str = ""  # the command that runs the phase: a ResumeError's hint names its --allow-params-change
 
 
 def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
@@ -94,34 +90,6 @@ def checkpoints(folder: str | os.PathLike[str]) -> list[tuple[int, Path]]:
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_RE.match(p.name))]
     return sorted(c for c in found if (c[1] / STATE_FILE).is_file())
-
-
-def resume_step(folder: str | os.PathLike[str]) -> int:
-    """The step of the newest complete checkpoint in ``folder``, where a phase resumes (0: none)."""
-    done = checkpoints(folder)
-    return done[-1][0] if done else 0
-
-
-class StepFeed:
-    """Serves ``dataset[step * accum + micro]`` from a prefetching DataLoader, restarting it whenever a
-    caller asks for another index than the next one (a resumed run), so a step's batch never depends on
-    what ran before it in this process."""
-
-    def __init__(self, dataset: Any, start_step: int, accum: int = 1, workers: int = 0) -> None:
-        self.dataset, self.accum, self.workers = dataset, accum, workers
-        self.next_k: int | None = None
-        self._restart(start_step * accum)
-
-    def _restart(self, k: int) -> None:
-        loader = DataLoader(self.dataset, batch_size=None, sampler=range(k, 2**62), num_workers=self.workers)
-        self.iterator, self.next_k = iter(loader), k
-
-    def __call__(self, step: int, micro: int = 0) -> Any:
-        k = step * self.accum + micro
-        if k != self.next_k:
-            self._restart(k)
-        self.next_k = k + 1
-        return next(self.iterator)
 
 
 def run_phase(
@@ -268,23 +236,15 @@ def params_diff(
     shows as ``"<absent>"``. Keys in ``ignored`` (and their sub-keys) are skipped."""
     ignored = tuple(ignored)
     a, b = _flatten(old), _flatten(new)
+
+    def skip(key: str) -> bool:
+        return any(key == i or key.startswith(i + ".") for i in ignored)
+
     return [
         (k, a.get(k, _ABSENT), b.get(k, _ABSENT))
         for k in sorted(set(a) | set(b))
-        if not _covered(k, ignored) and a.get(k, _ABSENT) != b.get(k, _ABSENT)
+        if not skip(k) and a.get(k, _ABSENT) != b.get(k, _ABSENT)
     ]
-
-
-def _covered(key: str, ignored: tuple[str, ...]) -> bool:
-    return any(key == i or key.startswith(i + ".") for i in ignored)
-
-
-def params_key(params: Mapping[str, Any], ignored: Iterable[str] = ()) -> str:
-    """12 hex digits of a digest of ``params`` without the ``ignored`` keys: two runs get the same key
-    exactly when ``params_diff`` finds nothing between them, so it can name a resume folder."""
-    ignored = tuple(ignored)
-    kept = {k: v for k, v in _flatten(params).items() if not _covered(k, ignored)}
-    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _listed(keys: list[str]) -> str:
@@ -295,8 +255,10 @@ def _listed(keys: list[str]) -> str:
 def _check_params(phase: Phase, state: dict[str, Any], path: Path, allow_change: bool) -> None:
     if phase.params is None or allow_change:
         return
-    command = f" ({phase.cli} --allow-params-change)" if phase.cli else ""
-    hint = f"resume anyway with allow_params_change=True{command}, or train into a fresh output folder"
+    hint = (
+        "resume anyway with allow_params_change=True (python -m srlab.training.train "
+        "--allow-params-change), or train into a fresh output folder"
+    )
     if "params" not in state:
         raise ResumeError(f"{path}: checkpoint of phase {phase.name!r} records no params; {hint}")
     diff = params_diff(state["params"], _plain(phase.params), phase.params_ignored)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler, UNet2DConditionModel
 from pydantic import Field
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from srlab import io
 from srlab.config import Params, Subset, as_dict, load_params, schema
@@ -70,16 +69,9 @@ SECTIONS = {
     "train": Subset(PriorPart, ("prior",)),
 }
 LIVE_DIR = "dvclive"
-# Resume state: <out>/../.resume/<out name>/<phase>-<params key>/checkpoint-N (the newest only), outside
-# the stage's DVC output, which `dvc repro` deletes before it runs the stage: a stopped run resumes, also
-# after a change of vae_steps / unet_steps (constant lr: extending a run equals an uninterrupted one). The
-# key (loop.params_key) covers every param the phase's weights depend on, so a run with other params
-# starts afresh beside it. A completed stage removes it all, so `dvc repro -f` retrains from the photos.
-RESUME = ".resume"
+CHECKPOINTS = "checkpoints"  # <out>/checkpoints/{vae,unet}/checkpoint-N: resume state (the newest only)
 METRICS = "prior.json"  # in the build folder, beside prior/
 SCALE = 4  # the bicubic row of prior.json: the synthetic track's x4
-# what the VAE phase never reads (its own length, the latent scale's and the UNet's settings, the report)
-VAE_IGNORED = ("train.prior.vae_steps", "train.prior.scaling_batches", "train.prior.unet_lr")
 
 
 def training_photos(params: Params) -> tuple[list[Path], list[Path]]:
@@ -114,6 +106,24 @@ class PhotoCrops(Dataset):
             crop = photo[:, top : top + self.crop, left : left + self.crop]
             out.append(crop.flip(2) if torch.rand((), generator=gen) < 0.5 else crop)
         return torch.stack(out)
+
+
+class _Feed:
+    """Serves step k's batch from a DataLoader (restartable at any step)."""
+
+    def __init__(self, crops: PhotoCrops, start: int) -> None:
+        self.crops, self.next_k, self.iterator = crops, None, None
+        self._restart(start)
+
+    def _restart(self, k: int) -> None:
+        self.iterator = iter(DataLoader(self.crops, batch_size=None, sampler=range(k, 2**62)))
+        self.next_k = k
+
+    def __call__(self, k: int) -> torch.Tensor:
+        if k != self.next_k:
+            self._restart(k)
+        self.next_k = k + 1
+        return next(self.iterator)  # type: ignore[arg-type]
 
 
 class VAEWithKL(torch.nn.Module):
@@ -160,19 +170,19 @@ def _phase(
         live_dir=live_dir,
         samples_per_step=batch * accelerator.num_processes,
         params=as_dict(params),
-        # a phase's step count only says where it stops (constant lr): a run may be extended; the VAE's
-        # weights do not depend on what only the later phases read
+        # a phase's step count only says where it stops (constant lr): a run may be extended
         params_ignored=("base.profile", "train.prior.checkpoint_every", "train.prior.log_every",
-                        "train.prior.unet_steps", "train.prior.val_crop",
-                        *(VAE_IGNORED if name == "vae" else ())),
+                        *(("train.prior.vae_steps",) if name == "vae" else ()),
+                        "train.prior.unet_steps"),
     )  # fmt: skip
 
 
-def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
-    """Train the prior into ``out_dir`` (``model/``, a diffusers folder, + dvclive/); returns the VAE's
-    reconstruction scores on the held-out photos (``reconstruction``).
+def train_prior(params: Params, out_dir: str | Path, allow_params_change: bool = False) -> dict[str, Any]:
+    """Train the prior into ``out_dir`` (``model/``, a diffusers folder, + checkpoints/, dvclive/); returns
+    the VAE's reconstruction scores on the held-out photos (``reconstruction``).
 
-    A stopped run, re-run with the same params, continues from its newest checkpoints (``RESUME``)."""
+    Re-running continues from the newest checkpoints; ``allow_params_change`` resumes checkpoints
+    trained with other params (``loop.run_phase``)."""
     out_dir = Path(out_dir)
     prior = params.train.prior
     if prior is None:
@@ -191,9 +201,9 @@ def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
     live = out_dir / LIVE_DIR
     crops = PhotoCrops(photos, prior.crop_size, prior.batch_size, seed, accelerator.process_index)
 
-    resume = out_dir.parent / RESUME / out_dir.name
-
     # 1. VAE
+    vae_dir = out_dir / CHECKPOINTS / "vae"
+    feed = _Feed(crops, _start(vae_dir))
 
     def vae_loss(models: dict[str, torch.nn.Module], step: int, g: torch.Generator) -> torch.Tensor:
         hr = feed(step).to(device)
@@ -206,9 +216,7 @@ def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
     vae.train().requires_grad_(True)
     phase = _phase("vae", {"vae": VAEWithKL(vae)}, prior.vae_steps, prior.vae_lr, vae_loss, save_vae,
                    params, accelerator, live, prior.batch_size)  # fmt: skip
-    vae_dir = resume_dir(resume, phase)
-    feed = loop.StepFeed(crops, loop.resume_step(vae_dir))
-    loop.run_phase(phase, accelerator, vae_dir, seed)
+    loop.run_phase(phase, accelerator, vae_dir, seed, allow_params_change)
     vae = accelerator.unwrap_model(phase.models["vae"]).vae.requires_grad_(False).eval()
 
     # 2. Latent scale: unit-variance latents, as SD's 0.18215 was chosen for its VAE
@@ -219,6 +227,8 @@ def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
     vae.register_to_config(scaling_factor=1.0 / std)
 
     # 3. Unconditional UNet on the prior's latents (empty prompt)
+    unet_dir = out_dir / CHECKPOINTS / "unet"
+    feed = _Feed(crops, _start(unet_dir))
     with torch.no_grad():
         empty = encode_prompts(OpenClipTokenizer(), text_encoder, [""]).to(device)
 
@@ -236,9 +246,7 @@ def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
     unet.train().requires_grad_(True)
     phase = _phase("unet", {"unet": unet}, prior.unet_steps, prior.unet_lr, unet_loss, save_unet,
                    params, accelerator, live, prior.batch_size)  # fmt: skip
-    unet_dir = resume_dir(resume, phase)
-    feed = loop.StepFeed(crops, loop.resume_step(unet_dir))
-    loop.run_phase(phase, accelerator, unet_dir, seed)
+    loop.run_phase(phase, accelerator, unet_dir, seed, allow_params_change)
     unet = accelerator.unwrap_model(phase.models["unet"])
 
     # 4. The SD2-like folder
@@ -248,15 +256,13 @@ def train_prior(params: Params, out_dir: str | Path) -> dict[str, Any]:
             unet.save_pretrained(tmp / "unet")
             text_encoder.save_pretrained(tmp / "text_encoder")
             scheduler.save_pretrained(tmp / "scheduler")
-        shutil.rmtree(resume, ignore_errors=True)
     accelerator.wait_for_everyone()
     return reconstruction(vae, [io.read_image(p) for p in val_paths], prior.val_crop)
 
 
-def resume_dir(root: Path, phase: loop.Phase) -> Path:
-    """The phase's checkpoint folder in ``root``, named by the params its weights depend on."""
-    assert phase.params is not None
-    return root / f"{phase.name}-{loop.params_key(phase.params, phase.params_ignored)}"
+def _start(folder: Path) -> int:
+    done = loop.checkpoints(folder)
+    return done[-1][0] if done else 0
 
 
 def centre(image: torch.Tensor, crop: int) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from diffusers import DDPMScheduler
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from srlab.config import PROFILES, SECTION_NAMES, Params, Subset, as_dict, load_params
 from srlab.data.datasets import TrainPairs
@@ -110,15 +110,40 @@ class StepBatches(Dataset):
         return batch
 
 
+class _BatchFeed:
+    """Serves micro-steps in order from a prefetching DataLoader (restartable at any step)."""
+
+    def __init__(self, batches: StepBatches, start: int, accum: int, workers: int) -> None:
+        self.batches, self.accum, self.workers = batches, accum, workers
+        self.next_k, self.iterator = None, None
+        self._restart(start * accum)
+
+    def _restart(self, k: int) -> None:
+        loader = DataLoader(self.batches, batch_size=None, sampler=range(k, 2**62), num_workers=self.workers)
+        self.iterator, self.next_k = iter(loader), k
+
+    def __call__(self, step: int, micro: int) -> dict[str, torch.Tensor]:
+        k = step * self.accum + micro
+        if k != self.next_k:
+            self._restart(k)
+        self.next_k = k + 1
+        return next(self.iterator)  # type: ignore[arg-type]
+
+
 def _feed(
     params: Params, data_root: Path, batch_size: int, accelerator: Accelerator, start: int
-) -> loop.StepFeed:
+) -> _BatchFeed:
     pairs = TrainPairs(data_root, params.data.loader, params.base.seed)
     weights = pairs.sample_weights(params.degrade.train.mix)
     batches = StepBatches(
         pairs, weights, batch_size, params.base.seed, accelerator.process_index, accelerator.num_processes
     )
-    return loop.StepFeed(batches, start, accelerator.gradient_accumulation_steps, params.train.num_workers)
+    return _BatchFeed(batches, start, accelerator.gradient_accumulation_steps, params.train.num_workers)
+
+
+def _start_step(folder: Path) -> int:
+    done = loop.checkpoints(folder)
+    return done[-1][0] if done else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +260,6 @@ def _phase(
         log_every=tp.log_every,
         params=as_dict(params),
         params_ignored=(*RESUME_IGNORED, *PHASE_IGNORED[name], *ignored),
-        cli="python -m srlab.training.train",
     )
 
 
@@ -254,7 +278,7 @@ def train_sr(
     if params.train.init_from is not None:  # the release recipe: SeeSR's weights as the starting point
         load_seesr_init(model, params.train.init_from)
     sr_dir = out_dir / "sr"
-    feed = _feed(params, data_root, params.train.batch_size, accelerator, loop.resume_step(sr_dir))
+    feed = _feed(params, data_root, params.train.batch_size, accelerator, _start_step(sr_dir))
     tp = params.train
     provenance = {"params": as_dict(params), "git": git_revision(Path.cwd())}
 
