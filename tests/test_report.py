@@ -404,3 +404,12 @@ def test_the_headline_says_which_is_better_by_each_metric_direction() -> None:
     assert rows["a_wild"]["metric"].startswith("NIQE") and rows["a_wild"]["better"] == "ours"  # lower wins
     assert rows["b_synthetic"]["better"] == "ours" and rows["b_synthetic"]["kind"] == "?"
     assert rows["a_wild"]["ours"] == 6.0 and rows["a_wild"]["bicubic / input"] == 8.0
+
+
+def test_the_vae_cap_sentence_says_whether_the_vae_leaves_room_above_bicubic() -> None:
+    cap = {"images": 7, "crop": 128, "vae_hr": 23.64, "vae_bicubic": 22.04, "bicubic": 23.37}
+    room = report_doc.vae_cap_text(cap)
+    assert "HR is 23.64 dB" in room and "bicubic itself 23.37 dB" in room
+    assert "leaves room to beat it" in room and "no denoiser" not in room
+    capped = report_doc.vae_cap_text({**cap, "vae_hr": 23.0})
+    assert "no denoiser on this VAE can beat it" in capped and "leaves room" not in capped
