@@ -9,7 +9,7 @@ applies), beside bicubic, the LR latent's decode and the HR latent's decode (the
 
 A sampler that starts from the LR latent can only gain PSNR where the estimate from the LR start is
 nearer the HR latent than the LR latent itself. Prints figures, asserts nothing; needs a built
-`build/` (`make repro`). Latents are posterior means; the noise is seeded per image.
+`build/` (`make repro`). Latents are posterior means; each image's noise is one seeded draw, used at every t.
 
     python benchmarks/bench_x0.py [--build build] [--timesteps 1,51,101,201,401,601,801,999]
 """
@@ -83,18 +83,22 @@ def score_set(model: SRModel, folder: Path, settings: SamplerParams, timesteps: 
         add("LR latent, decoded", decode(model, z_lr, cond), z_lr)
         add("HR latent, decoded (cap)", decode(model, z_hr, cond), z_hr)
         gen = torch.Generator().manual_seed(seed + index)
+        cases = (
+            ("LR", "on", settings.conditioning_scale),
+            ("LR", "off", 0.0),
+            ("HR", "on", settings.conditioning_scale),
+        )
+        # one draw per image, used at every t: a row does not depend on which other t's are asked for
+        noise = torch.randn(z_lr.shape, generator=gen)
         for t in timesteps:
-            noise = torch.randn(z_lr.shape, generator=gen)
             tt = torch.tensor([t])
             a = alphas[t]
-            for start, z in (("LR", z_lr), ("HR", z_hr)):
-                for scale, label in ((settings.conditioning_scale, "on"), (0.0, "off")):
-                    if start == "HR" and label == "off":
-                        continue
-                    x_t = scheduler.add_noise(z, noise, tt)
-                    eps = predict(model.unet, model.controlnet, x_t, tt, embeds, cond, c_sem, scale)
-                    x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
-                    add(f"t={t:3d} from {start}, ControlNet {label}", decode(model, x0, cond), x0)
+            noised = {"LR": scheduler.add_noise(z_lr, noise, tt), "HR": scheduler.add_noise(z_hr, noise, tt)}
+            for start, label, scale in cases:
+                x_t = noised[start]
+                eps = predict(model.unet, model.controlnet, x_t, tt, embeds, cond, c_sem, scale)
+                x0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+                add(f"t={t:3d} from {start}, ControlNet {label}", decode(model, x0, cond), x0)
     return rows
 
 
